@@ -1,0 +1,132 @@
+"""``styledrop pretrain``, ``generate``, ``evaluate base``: the base model's commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..io import staged_dir
+from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar
+
+BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
+
+
+def sample_config(steps: int, guidance: float, seed: int):
+    from ..muse.sampler import SampleConfig
+    try:
+        return SampleConfig(steps=steps, guidance=guidance, seed=seed)
+    except ValueError as e:
+        fail(str(e))
+
+
+def write_images(out: Path, images, rows: list[dict]) -> None:
+    """One PNG per image, grid.png and metadata.jsonl, all or nothing."""
+    from .. import world
+    files = {r["file"]: png_bytes(im) for r, im in zip(rows, images)}
+    files["grid.png"] = png_bytes(world.grid(list(images)))
+    files["metadata.jsonl"] = jsonl(rows)
+    staged_dir(out, files)
+
+
+@app.command()
+def pretrain(
+    out: Path = typer.Option(None, help="Where to write the base folder (default: the shipped one)."),
+    work: Path = typer.Option(Path("runs/pretrain"), help="Checkpoints and finished stages; re-run resumes."),
+    vq_steps: int = typer.Option(None, help="VQ training steps (default from VQTrainConfig)."),
+    clip_steps: int = typer.Option(None, help="CLIP training steps."),
+    g_steps: int = typer.Option(None, help="Transformer training steps."),
+    stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
+    threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
+):
+    """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G."""
+    from dataclasses import replace
+
+    from ..muse.base import DEFAULT_BASE
+    from ..muse.pretrain import PretrainConfig
+    from ..muse.pretrain import pretrain as run
+    if stage not in ("all", "vq", "clip"):
+        fail(f"--stage must be one of all, vq, clip; got {stage!r}")
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    cfg = PretrainConfig()
+    if vq_steps:
+        cfg = replace(cfg, vq=replace(cfg.vq, steps=vq_steps))
+    if clip_steps:
+        cfg = replace(cfg, clip=replace(cfg.clip, steps=clip_steps))
+    if g_steps:
+        cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
+    t = time.time()
+    with progress_bar() as bar:
+        tasks = {}
+
+        def tick(stage, i, n, losses):
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=n, info="")
+            bar.update(tasks[stage], completed=i, info=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+        run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage)
+    err.print(f"pretrained in {(time.time() - t) / 60:.1f} min -> {out or DEFAULT_BASE}")
+
+
+@app.command()
+def generate(
+    prompt: list[str] = typer.Option(..., help="Text prompt; repeat for several."),
+    out: Path = typer.Option(..., help="Folder for the PNGs, grid.png and metadata.jsonl."),
+    n: int = typer.Option(8, help="Images per prompt."),
+    seed: int = typer.Option(0, help="Image i uses seed + i: same seed, same images."),
+    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+    negative_prompt: str = typer.Option("", help="Prompt to steer away from (default: the empty prompt)."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+):
+    """Generate images with the base model alone (no adapter)."""
+    from ..muse.base import MuseBase
+    from ..muse.sampler import generate as run
+    if n < 1:
+        fail(f"--n must be at least 1, got {n}")
+    if any(not p.strip() for p in prompt):
+        fail("empty prompt: give some text, e.g. --prompt 'a fish in neon glow style'")
+    cfg = sample_config(steps, guidance, seed)
+    model = MuseBase.load(base)
+    prompts = [p for p in prompt for _ in range(n)]
+    t = time.time()
+    images = run(model, prompts, cfg, negative_prompt)
+    settings = {"steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
+                "base": str(model.path), "base_id": model.model_id()}
+    rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(prompts)]
+    write_images(out, images, rows)
+    err.print(f"wrote {len(images)} images to {out} ({len(images) / (time.time() - t):.1f} images/s)")
+
+
+@evaluate_app.command("base")
+def evaluate_base(
+    per_group: int = typer.Option(48, help="Images per group (pretraining pairs, held-out pairs, held-out styles)."),
+    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
+    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, help="Seed of the prompt set's images."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+):
+    """Oracle content/style accuracy and CLIP-T of the base model on a fixed, seeded prompt set."""
+    from ..evaluate import evaluate_base as run
+    from ..muse.base import MuseBase
+    from ..oracle import Oracles
+    cfg = sample_config(steps, guidance, seed)
+    if per_group < 1:
+        fail(f"--per-group must be at least 1, got {per_group}")
+    with progress_bar() as bar:
+        task = bar.add_task("evaluating", total=3, info="")
+        report = run(MuseBase.load(base), Oracles.load(), cfg, per_group,
+                     lambda i, n, _: bar.update(task, completed=i))
+    if as_json:
+        print(json.dumps(report))
+        return
+    for name, r in report.items():
+        err.print(f"{name:14s} content {r['content_acc']:.2f}  style {r['style_acc']:.2f}  "
+                  f"clip_t {r.get('clip_t', float('nan')):.3f}  (n={r['n']})")
+
+

@@ -1,0 +1,81 @@
+"""Shared pieces of the command line: the app, error exit, progress bar, output writing."""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import time
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="StyleDrop: teach a masked text-to-image transformer any style from one image.")
+oracle_app = typer.Typer(no_args_is_help=True, help="Toy-world oracles: classifiers for content and style.")
+app.add_typer(oracle_app, name="oracle")
+evaluate_app = typer.Typer(no_args_is_help=True, help="Measure models and adapters with the oracles and CLIP.")
+app.add_typer(evaluate_app, name="evaluate")
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> None:
+    """One clear line on stderr and exit code 2: the contract for every bad input."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def progress_bar():
+    """A live bar on a terminal; in a log (CI, nohup) a plain line every 30 seconds instead."""
+    if err.is_terminal:
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=err)
+    return LogProgress()
+
+
+class LogProgress:
+    """The part of rich's Progress API we use, printing sparse lines to stderr."""
+
+    def __init__(self, every: float = 30.0):
+        self.tasks, self.every, self.last = {}, every, 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for t in self.tasks.values():
+            self._print(t)
+
+    def add_task(self, description, total=None, **fields):
+        tid = len(self.tasks)
+        self.tasks[tid] = {"description": description, "total": total, "completed": 0, "info": "", "start": time.time()}
+        return tid
+
+    def update(self, tid, completed=None, advance=0, info=None, **_):
+        t = self.tasks[tid]
+        t["completed"] = completed if completed is not None else t["completed"] + advance
+        if info is not None:
+            t["info"] = info
+        if time.time() - self.last >= self.every:
+            self._print(t)
+
+    def advance(self, tid, advance=1):
+        self.update(tid, advance=advance)
+
+    def _print(self, t):
+        self.last = time.time()
+        err.print(f"{t['description']} {t['completed']}/{t['total']} {t['info']} "
+                  f"[{time.time() - t['start']:.0f}s]", highlight=False)
+
+
+def png_bytes(image) -> bytes:
+    from PIL import Image
+    buf = _io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jsonl(rows) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+

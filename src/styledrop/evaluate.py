@@ -1,0 +1,100 @@
+"""Measuring what we generate: oracle accuracies and CLIP scores.
+
+- ``clip_t``: cosine similarity of CLIP's image embedding and the prompt's text embedding.
+- ``clip_i``: cosine similarity of CLIP image embeddings (e.g. to a style reference).
+- oracle ``content_acc`` / ``style_acc``: fraction classified as the intended content / style.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import world
+from .muse.sampler import SampleConfig, generate
+from .muse.text import tokenize
+from .oracle import Oracles, to_tensor
+
+
+@torch.no_grad()
+def image_embeds(scorer, images: list[np.ndarray]) -> torch.Tensor:
+    return F.normalize(scorer.get_image_features(pixel_values=to_tensor(images)), dim=-1)
+
+
+@torch.no_grad()
+def text_embeds(scorer, tokenizer, prompts: list[str]) -> torch.Tensor:
+    return F.normalize(scorer.get_text_features(input_ids=tokenize(tokenizer, prompts)), dim=-1)
+
+
+def clip_t(scorer, tokenizer, images, prompts) -> torch.Tensor:
+    """Per-image CLIP text-image score."""
+    return (image_embeds(scorer, images) * text_embeds(scorer, tokenizer, prompts)).sum(-1)
+
+
+def clip_i(scorer, images, reference: np.ndarray) -> torch.Tensor:
+    """Per-image CLIP similarity to one reference image."""
+    return image_embeds(scorer, images) @ image_embeds(scorer, [reference])[0]
+
+
+def oracle_scores(oracles: Oracles, images, contents: list[str], styles: list[str]) -> dict:
+    preds = oracles.classify(list(images))
+    return {
+        "content_acc": float(np.mean([p["content"] == c for p, c in zip(preds, contents)])),
+        "style_acc": float(np.mean([p["style"] == s for p, s in zip(preds, styles)])),
+    }
+
+
+def base_prompt_set(per_group: int = 48, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """Fixed (content, style) lists for the three questions asked of the base model."""
+    rng = np.random.default_rng(seed)
+    groups = {"pretrain": world.pairs("pretrain"), "heldout_pair": world.pairs("heldout_pair"),
+              "heldout_style": world.pairs("heldout_style")}
+    out = {}
+    for name, pairs in groups.items():
+        picks = rng.permutation(len(pairs))
+        out[name] = [pairs[picks[i % len(pairs)]] for i in range(per_group)]
+    return out
+
+
+def zero_shot(scorer, tokenizer, samples: list[world.Sample]) -> dict:
+    """CLIP retrieval: pick the content prompt / style prompt closest to each image."""
+    img = image_embeds(scorer, [s.image for s in samples])
+    c_txt = text_embeds(scorer, tokenizer, [world.caption(c, None) for c in world.CONTENTS])
+    s_txt = text_embeds(scorer, tokenizer, [world.style_caption(s) for s in world.STYLE_NAMES])
+    c_pred = (img @ c_txt.T).argmax(-1)
+    s_pred = (img @ s_txt.T).argmax(-1)
+    return {
+        "content_acc": float(np.mean([world.CONTENTS[i] == s.content for i, s in zip(c_pred, samples)])),
+        "style_acc": float(np.mean([world.STYLE_NAMES[i] == s.style for i, s in zip(s_pred, samples)])),
+    }
+
+
+def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48, progress=None) -> dict:
+    """Oracle accuracies and CLIP-T of base-model samples for pretraining pairs, held-out pairs
+    of seen styles and contents, and held-out styles."""
+    report = {}
+    for k, (name, pairs) in enumerate(base_prompt_set(per_group).items()):
+        prompts = [world.caption(c, s) for c, s in pairs]
+        images = generate(base, prompts, SampleConfig(cfg.steps, cfg.guidance, cfg.temperature, cfg.seed + 1000 * k))
+        scores = oracle_scores(oracles, images, [c for c, _ in pairs], [s for _, s in pairs])
+        if base.scorer is not None:
+            scores["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), prompts).mean())
+        report[name] = scores | {"n": len(pairs)}
+        if progress:
+            progress(k + 1, 3, {})
+    return report
+
+
+@torch.no_grad()
+def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = "pretrain") -> dict:
+    """PSNR and oracle accuracy on VQ reconstructions of fresh images of one split."""
+    samples = world.batch(n, seed, world.pairs(split))
+    x = to_tensor([s.image for s in samples])
+    recon = torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + 128])) for i in range(0, n, 128)])
+    mse = ((recon - x) / 2).pow(2).mean().item()
+    images = ((recon + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    scores = oracle_scores(oracles, images, [s.content for s in samples], [s.style for s in samples])
+    return {"psnr": 10 * float(np.log10(1 / max(mse, 1e-10))), "codes_used": int(
+        len(torch.unique(torch.cat([vq.encode_indices(x[i:i + 128]).flatten() for i in range(0, n, 128)])))),
+        **scores}

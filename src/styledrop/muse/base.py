@@ -1,0 +1,176 @@
+"""The base model (Muse): tokenizer, text encoder T, VQ tokenizer, transformer G, in aMUSEd's layout.
+
+A base folder is what diffusers' aMUSEd models look like on disk::
+
+    model_index.json
+    transformer/   UVit2DModel            (config.json + diffusion_pytorch_model.safetensors)
+    vqvae/         VQModel | TinyVQModel  (the class is named by model_index.json / config.json)
+    text_encoder/  CLIPTextModelWithProjection
+    tokenizer/     CLIPTokenizer
+    scheduler/     AmusedScheduler        (mask token id, masking schedule)
+
+The tiny embedded base adds ``clip_scorer/`` (the whole CLIP, for CLIP-T / CLIP-I scores).
+The same ``MuseBase.load`` reads the embedded base and a real amused-256/512 folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import AmusedScheduler, UVit2DModel, VQModel
+from safetensors import safe_open
+from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from ..io import UserError, write_json
+from . import transformer as tr
+from .text import encode_text
+from .vq import DiffusersVQ, TinyVQModel
+
+DEFAULT_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
+PARTS = ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler")
+
+
+@dataclass
+class MuseBase:
+    tokenizer: CLIPTokenizer
+    text_encoder: CLIPTextModelWithProjection
+    vq: TinyVQModel | DiffusersVQ
+    transformer: UVit2DModel
+    mask_id: int
+    path: Path | None = None
+    scorer: CLIPModel | None = None
+    _uncond: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def image_size(self) -> int:
+        return self.transformer.config.sample_size * self.vq.scale
+
+    @property
+    def grid(self) -> int:
+        return self.transformer.config.sample_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def model_id(self) -> str:
+        """A short fingerprint of the transformer's weights: adapters record which base they fit."""
+        return base_fingerprint(self.path) if self.path else "unsaved"
+
+    def encode_text(self, prompts: list[str]):
+        return encode_text(self.text_encoder, self.tokenizer, prompts)
+
+    def encode_empty(self, batch: int):
+        """Text embedding of the empty prompt (the unconditional branch of guidance), cached."""
+        if "" not in self._uncond:
+            ids = torch.tensor([self.tokenizer("", padding="max_length")["input_ids"]], device=self.device)
+            out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
+            self._uncond[""] = (out.hidden_states[-2].detach(), out.text_embeds.detach())
+        h, p = self._uncond[""]
+        return h.expand(batch, -1, -1), p.expand(batch, -1)
+
+    def eval(self) -> "MuseBase":
+        for m in (self.text_encoder, self.vq, self.transformer):
+            m.eval().requires_grad_(False)
+        return self
+
+    # ------------------------------------------------------------------ disk
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        self.transformer.save_pretrained(path / "transformer")  # includes pos_embed.weight if attached
+        vq = self.vq.vq if isinstance(self.vq, DiffusersVQ) else self.vq
+        vq.save_pretrained(path / "vqvae")
+        self.text_encoder.save_pretrained(path / "text_encoder")
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        AmusedScheduler(mask_token_id=self.mask_id, masking_schedule="cosine").save_pretrained(path / "scheduler")
+        if self.scorer is not None:
+            self.scorer.save_pretrained(path / "clip_scorer")
+        write_json(path / "model_index.json", {
+            "_class_name": "AmusedPipeline",
+            "scheduler": ["diffusers", "AmusedScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModelWithProjection"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "transformer": ["diffusers", "UVit2DModel"],
+            "vqvae": ["styledrop" if isinstance(vq, TinyVQModel) else "diffusers", type(vq).__name__],
+        })
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, device: str = "cpu", dtype=torch.float32) -> "MuseBase":
+        path = Path(path) if path else DEFAULT_BASE
+        check_layout(path)
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
+            text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
+            vq_cls = json.loads((path / "vqvae" / "config.json").read_text()).get("_class_name", "VQModel")
+            if vq_cls == "TinyVQModel":
+                vq = TinyVQModel.from_pretrained(path / "vqvae")
+            elif vq_cls == "VQModel":
+                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae"))
+            else:
+                raise UserError(f"{path / 'vqvae'}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
+            transformer = load_transformer(path / "transformer")
+            sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        except UserError:
+            raise
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as e:
+            raise UserError(f"cannot load base model from {path}: {e}") from None
+        scorer = None
+        if (path / "clip_scorer" / "config.json").is_file():
+            scorer = CLIPModel.from_pretrained(path / "clip_scorer").eval()
+        if dtype != torch.float32:
+            transformer.to(dtype)
+        base = cls(tokenizer, text_encoder, vq, transformer, int(sched["mask_token_id"]), path, scorer)
+        base.text_encoder.to(device)
+        base.vq.to(device)
+        base.transformer.to(device)
+        return base.eval()
+
+
+def check_layout(path: Path) -> None:
+    """Refuse, naming what is missing, anything that is not an aMUSEd-layout folder."""
+    if not path.is_dir():
+        raise UserError(f"base model folder not found: {path}")
+    if not (path / "model_index.json").is_file():
+        raise UserError(f"{path} is not an aMUSEd-layout model folder: no model_index.json "
+                        f"(expected {', '.join(PARTS)} subfolders and model_index.json)")
+    missing = [p for p in PARTS if not (path / p).is_dir()]
+    if missing:
+        raise UserError(f"{path} is not an aMUSEd-layout model folder: missing {', '.join(missing)}/")
+    for part, name in (("transformer", "config.json"), ("vqvae", "config.json"),
+                       ("text_encoder", "config.json"), ("scheduler", "scheduler_config.json")):
+        if not (path / part / name).is_file():
+            raise UserError(f"{path / part} has no {name}")
+
+
+def load_transformer(folder: Path) -> UVit2DModel:
+    """UVit2DModel, with the tiny base's position table re-attached when the weights carry one."""
+    transformer = UVit2DModel.from_pretrained(folder)
+    pos = _position_table(folder)
+    if pos is not None:
+        tr.add_position_embedding(transformer, pos.shape[-1], pos)
+    return transformer
+
+
+def _position_table(folder: Path) -> torch.Tensor | None:
+    f = folder / "diffusion_pytorch_model.safetensors"
+    if not f.is_file():
+        return None
+    with safe_open(str(f), "pt") as st:
+        return st.get_tensor(tr.POS_KEY) if tr.POS_KEY in st.keys() else None
+
+
+def base_fingerprint(path: Path) -> str:
+    """Hash of the transformer's config and weights: an adapter records the base it was trained on."""
+    h = hashlib.sha256()
+    folder = Path(path) / "transformer"
+    h.update((folder / "config.json").read_bytes())
+    for f in sorted(folder.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]

@@ -1,0 +1,95 @@
+"""``styledrop pretrain``: build the tiny base from scratch, VQ -> tokenizer + CLIP -> G.
+
+Every stage checkpoints into ``work`` and a finished stage is saved there and skipped on a
+re-run, so an interrupted pretraining resumes where it stopped. The finished base is written
+in aMUSEd's layout to a temporary folder and renamed onto ``out`` at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from ..io import load_tensors, save_tensors, write_json
+from . import transformer as tr
+from .base import MuseBase, load_transformer
+from .text import build_tokenizer
+from .train_clip import ClipTrainConfig, train_clip
+from .train_transformer import TransformerTrainConfig, token_dataset, train_transformer
+from .train_vq import VQTrainConfig, train_vq
+from .vq import TinyVQModel
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    vq: VQTrainConfig = field(default_factory=VQTrainConfig)
+    clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
+    transformer: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
+
+
+STAGES = ("vq", "clip", "transformer")
+
+
+def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: str | None = None) -> MuseBase | None:
+    """``progress(stage, done, total, losses)`` is called as each stage goes.
+
+    ``only="vq"`` or ``only="clip"`` runs just that stage (the two are independent and can run
+    in two processes at once); anything else runs whatever is not finished yet, then assembles.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+
+    def tick(stage):
+        return (lambda i, n, losses: progress(stage, i, n, losses)) if progress else None
+
+    vq_dir = work / "vqvae"
+    if only in (None, "vq") and not (vq_dir / "config.json").is_file():
+        train_vq(cfg.vq, work / "vq.ckpt.safetensors", tick("vq")).save_pretrained(vq_dir)
+    tok_dir, clip_dir = work / "tokenizer", work / "clip"
+    if only in (None, "clip") and not (clip_dir / "config.json").is_file():
+        tokenizer = build_tokenizer()
+        tokenizer.save_pretrained(tok_dir)
+        train_clip(cfg.clip, tokenizer, work / "clip.ckpt.safetensors", tick("clip")).save_pretrained(clip_dir)
+    if only in ("vq", "clip"):
+        return None
+
+    vq = TinyVQModel.from_pretrained(vq_dir).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    clip = CLIPModel.from_pretrained(clip_dir).eval()
+    text_encoder = text_encoder_of(clip)
+
+    data = work / "tokens.safetensors"
+    if not data.is_file():
+        tokens, meta = token_dataset(vq, cfg.transformer.images, cfg.transformer.seed, progress=tick("tokenize"))
+        save_tensors(data, {"tokens": tokens}, {"meta": meta})
+    tensors, header = load_tensors(data)
+    tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
+
+    g_dir = work / "transformer"
+    if not (g_dir / "config.json").is_file():
+        g = train_transformer(cfg.transformer, vq, text_encoder, tokenizer, tokens, meta,
+                              work / "transformer.ckpt.safetensors", tick("transformer"))
+        g.save_pretrained(g_dir)
+    g = load_transformer(g_dir)
+    base = MuseBase(tokenizer, text_encoder, vq, g, tr.mask_token_id(g), scorer=clip)
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    base.save(tmp)
+    write_json(tmp / "styledrop_pretrain.json", {"config": asdict(cfg)})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return MuseBase.load(out)
+
+
+def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
+    """The text tower and its projection of a CLIPModel, as the CLIPTextModelWithProjection aMUSEd uses."""
+    te = CLIPTextModelWithProjection(clip.config.text_config)
+    te.config.projection_dim = clip.config.projection_dim
+    te = CLIPTextModelWithProjection(te.config)
+    te.text_model.load_state_dict(clip.text_model.state_dict())
+    te.text_projection.load_state_dict(clip.text_projection.state_dict())
+    return te.eval()

@@ -1,0 +1,63 @@
+"""The masking schedule and the MaskGIT unmasking step: one source of truth for training and sampling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def mask_ratio(t: torch.Tensor | float):
+    """Cosine schedule: fraction of tokens masked at time t in [0, 1] (t=0 -> all masked)."""
+    if torch.is_tensor(t):
+        return torch.cos(t * math.pi / 2)
+    return math.cos(t * math.pi / 2)
+
+
+def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | None = None):
+    """Mask a cosine-scheduled random fraction of each row of ``ids`` (B, N), for training.
+
+    Returns (masked ids, boolean mask of the positions to predict)."""
+    b, n = ids.shape
+    t = torch.rand(b, generator=generator, device=ids.device)
+    count = (mask_ratio(t) * n).round().clamp(min=1).long()  # (B,)
+    scores = torch.rand(b, n, generator=generator, device=ids.device)
+    ranks = scores.argsort(-1).argsort(-1)
+    mask = ranks < count[:, None]
+    return torch.where(mask, torch.full_like(ids, mask_id), ids), mask
+
+
+def _uniform(shape: tuple, generators: list[torch.Generator], device) -> torch.Tensor:
+    """Uniform noise with row i drawn from generators[i]: image i depends on its own seed only."""
+    rows = [torch.rand(shape, generator=g, device=g.device) for g in generators]
+    return torch.stack(rows).to(device).clamp(1e-20, 1 - 1e-7)
+
+
+def gumbel(shape: tuple, generators: list[torch.Generator], device) -> torch.Tensor:
+    return -torch.log(-torch.log(_uniform(shape, generators, device)))
+
+
+def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, mask_id: int, *,
+                generators: list[torch.Generator], temperature: float = 1.0) -> torch.Tensor:
+    """One MaskGIT step: sample every masked token, keep the most confident, re-mask the rest.
+
+    ids (B, N) with ``mask_id`` where unknown; logits (B, N, K). The number left masked after
+    this step follows the cosine schedule; confidence gets Gumbel noise whose temperature
+    anneals linearly to zero, so early steps explore and the last ones are greedy.
+    Row i draws all its randomness from ``generators[i]``.
+    """
+    b, n = ids.shape
+    logp = logits.float().log_softmax(-1)
+    sampled = (logp + gumbel(logp.shape[1:], generators, ids.device)).argmax(-1)  # = multinomial
+    masked = ids == mask_id
+    sampled = torch.where(masked, sampled, ids)
+    remaining = math.floor(n * mask_ratio((step + 1) / steps))
+    if remaining == 0:
+        return sampled
+    conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
+    conf = conf + temperature * (1 - (step + 1) / steps) * gumbel((n,), generators, ids.device)
+    conf = torch.where(masked, conf, torch.full_like(conf, float("inf")))  # never re-mask known tokens
+    # every step unmasks at least one token, and never re-masks more than are masked now
+    keep_masked = torch.clamp(masked.sum(-1) - 1, min=0).clamp(max=remaining)  # (B,)
+    lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]
+    return torch.where(lowest, torch.full_like(sampled, mask_id), sampled)

@@ -1,0 +1,45 @@
+"""A resumable training loop shared by the pretraining stages (VQ, CLIP, transformer).
+
+Each stage supplies a ``step(i) -> {loss name: value}`` function; this loop owns the
+optimizer bookkeeping, the learning-rate schedule, checkpoints every ``every`` steps
+(safetensors: weights, flattened optimizer state, step) and resuming from them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..io import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step: Callable[[int], dict],
+        ckpt: Path | None = None, every: int = 200, warmup: int = 100,
+        progress: Callable[[int, int, dict], None] | None = None) -> None:
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    start = 0
+    if ckpt is not None and Path(ckpt).is_file():
+        tensors, meta = load_tensors(ckpt)
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer_tensors(opt, tensors)
+        start = meta["step"]
+    for i in range(start, steps):
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * warmup_cosine(i, steps, min(warmup, steps // 10 + 1))
+        losses = step(i)
+        if progress:
+            progress(i + 1, steps, losses)
+        if ckpt is not None and ((i + 1) % every == 0 or i + 1 == steps):
+            tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optimizer_tensors(opt)
+            save_tensors(ckpt, tensors, {"step": i + 1})
+    for g, lr in zip(opt.param_groups, base_lrs):
+        g["lr"] = lr

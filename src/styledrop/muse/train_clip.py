@@ -1,0 +1,81 @@
+"""Stage 2 of pretraining: a tiny CLIP (text encoder T + image encoder), trained contrastively.
+
+Captions name content and style, content only, or style only. Several images in a batch can
+fit one caption (same content and style), so the loss is multi-positive: the target of each
+row is spread evenly over every image (or caption) the caption (or image) truly matches.
+The pair is both T for the transformer and our CLIP scorer (CLIP-T, CLIP-I).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPModel
+
+from .. import world
+from ..oracle import to_tensor
+from . import stages
+from .text import tokenize
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    steps: int = 1000
+    batch: int = 96
+    lr: float = 1e-3
+    width: int = 128
+    layers: int = 3
+    seed: int = 2
+
+
+def clip_config(tokenizer, width: int = 128, layers: int = 4) -> CLIPConfig:
+    common = dict(hidden_size=width, intermediate_size=width * 4, num_hidden_layers=layers,
+                  num_attention_heads=4)
+    text = dict(common, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(common, image_size=64, patch_size=8)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
+
+
+def _captions(samples, rng: torch.Generator):
+    """Per sample: a caption and what it pins down (content or None, style or None)."""
+    out = []
+    for s in samples:
+        r = torch.rand(1, generator=rng).item()
+        if r < 0.2:
+            out.append((world.caption(s.content, None, int(r * 10)), s.content, None))
+        elif r < 0.4:
+            out.append((world.style_caption(s.style), None, s.style))
+        else:
+            out.append((s.caption, s.content, s.style))
+    return out
+
+
+def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLIPModel:
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    model = CLIPModel(clip_config(tokenizer, cfg.width, cfg.layers))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
+    choices = world.pairs("pretrain")
+
+    def step(i):
+        samples = [world.sample(i * cfg.batch + k, cfg.seed, choices) for k in range(cfg.batch)]
+        caps = _captions(samples, g)
+        ids = tokenize(tokenizer, [c for c, _, _ in caps])
+        out = model(input_ids=ids, pixel_values=to_tensor([s.image for s in samples]))
+        match = torch.tensor([[(c is None or c == s.content) and (st is None or st == s.style)
+                               for _, c, st in caps] for s in samples], dtype=torch.float32)  # (img, txt)
+        logits = out.logits_per_image  # (img, txt), already scaled by the learned temperature
+        loss_i = -(F.log_softmax(logits, 1) * match / match.sum(1, keepdim=True)).sum(1).mean()
+        loss_t = -(F.log_softmax(logits, 0) * match / match.sum(0, keepdim=True)).sum(0).mean()
+        loss = (loss_i + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress)
+    return model.eval()

@@ -1,0 +1,112 @@
+"""Stage 3 of pretraining: transformer G, masked-token prediction conditioned on frozen text.
+
+VQ tokens of the training images and text embeddings of every distinct caption are computed
+once and cached; each step then only runs G. Captions: 80% content+style, 10% content only,
+10% empty (caption dropout, which is what classifier-free guidance needs).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import UVit2DModel
+
+from .. import world
+from ..oracle import to_tensor
+from . import schedule, stages
+from . import transformer as tr
+
+
+@dataclass(frozen=True)
+class TransformerTrainConfig:
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 6e-4
+    images: int = 40000
+    hidden: int = 256
+    layers: int = 4
+    channels: int = 128
+    bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
+    seed: int = 3
+
+
+@torch.no_grad()
+def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None):
+    """Render ``n`` pretraining-split images and tokenize them: (tokens (n, N), samples' metadata)."""
+    choices = world.pairs("pretrain")
+    tokens, meta = [], []
+    for i in range(0, n, batch):
+        samples = [world.sample(k, seed, choices) for k in range(i, min(n, i + batch))]
+        tokens.append(vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1))
+        meta += [(s.content, s.style, s.caption) for s in samples]
+        if progress:
+            progress(min(n, i + batch), n, {})
+    return torch.cat(tokens), meta
+
+
+@torch.no_grad()
+def caption_table(text_encoder, tokenizer, captions: list[str]):
+    """Frozen text embeddings of each distinct caption ('' = unconditional): (hidden, pooled)."""
+    from .text import tokenize
+    hs, ps = [], []
+    for i in range(0, len(captions), 256):
+        chunk = captions[i:i + 256]
+        ids = torch.cat([tokenize(tokenizer, [c]) if c else
+                         torch.tensor([tokenizer("", padding="max_length")["input_ids"]]) for c in chunk])
+        out = text_encoder(ids, return_dict=True, output_hidden_states=True)
+        hs.append(out.hidden_states[-2])
+        ps.append(out.text_embeds)
+    return torch.cat(hs), torch.cat(ps)
+
+
+def autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False):
+    """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters."""
+    inp, mask = schedule.random_mask(tokens, mask_id, g)
+    with autocast(bf16):
+        out = tr.logits(model, inp, hidden, pooled, image_size)
+    return F.cross_entropy(out[mask].float(), tokens[mask])
+
+
+def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, tokens, meta,
+                      ckpt=None, progress=None) -> UVit2DModel:
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    te = text_encoder.config
+    model = UVit2DModel(**tr.tiny_config(codebook_size=vq.codebook_size, text_hidden=te.hidden_size,
+                                         text_proj=te.projection_dim, hidden=cfg.hidden, layers=cfg.layers,
+                                         channels=cfg.channels))
+    grid = int(tokens.shape[1] ** 0.5)
+    tr.add_position_embedding(model, grid)
+    mask_id = tr.mask_token_id(model)
+    image_size = grid * vq.scale
+
+    captions = sorted({c for _, _, c in meta} | {world.caption(c, None, t) for c, _, _ in meta for t in (0, 1)})
+    captions = [""] + captions
+    index = {c: i for i, c in enumerate(captions)}
+    hidden, pooled = caption_table(text_encoder, tokenizer, captions)
+    full = torch.tensor([index[c] for _, _, c in meta])
+    content_only = torch.tensor([index[world.caption(c, None, k % 2)] for k, (c, _, _) in enumerate(meta)])
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    model.train()
+
+    def step(i):
+        rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
+        r = torch.rand(cfg.batch, generator=g)
+        cap = torch.where(r < 0.1, 0, torch.where(r < 0.2, content_only[rows], full[rows]))
+        loss = masked_token_loss(model, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return {"loss": loss.item()}
+
+    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress)
+    return model.eval()

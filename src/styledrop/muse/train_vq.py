@@ -1,0 +1,69 @@
+"""Stage 1 of pretraining: the VQ tokenizer, on pretraining-split renders of the toy world."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import world
+from ..oracle import to_tensor
+from . import stages
+from .vq import TinyVQModel, reset_dead_codes
+
+
+@dataclass(frozen=True)
+class VQTrainConfig:
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 1e-3
+    channels: int = 32
+    code_dim: int = 32
+    codebook_size: int = 512
+    seed: int = 1
+
+
+def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Permute RGB channels of half the batch: widens the palette the tokenizer has seen
+    without showing it a held-out style."""
+    perms = torch.tensor([[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]])
+    choice = perms[torch.randint(6, (x.shape[0],), generator=g)]
+    keep = torch.rand(x.shape[0], generator=g) < 0.5
+    choice[keep] = perms[0]
+    return torch.stack([img[p] for img, p in zip(x, choice)])
+
+
+def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> TinyVQModel:
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size)
+    opt = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, weight_decay=0.0)
+    choices = world.pairs("pretrain")
+    usage = torch.zeros(cfg.codebook_size)
+
+    def step(i):
+        imgs = [world.sample(i * cfg.batch + k, cfg.seed, choices).image for k in range(cfg.batch)]
+        x = _colour_shuffle(to_tensor(imgs), g)
+        x_hat, vq_loss, idx = vq(x)
+        rec = F.mse_loss(x_hat, x) + 0.5 * F.l1_loss(x_hat, x)
+        loss = rec + vq_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        usage.index_add_(0, idx.flatten(), torch.ones(idx.numel()))
+        out = {"rec": rec.item(), "vq": vq_loss.item()}
+        if (i + 1) % 100 == 0 and i + 1 < cfg.steps * 0.8:
+            out["reset"] = reset_dead_codes(vq, usage, vq.encoder(x), g)
+            usage.zero_()
+        return out
+
+    stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress)
+    return vq.eval()
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR in dB of images in [-1, 1]."""
+    mse = ((x - y) / 2).pow(2).mean().item()
+    return 10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item()

@@ -1,0 +1,68 @@
+"""Transformer G: diffusers' ``UVit2DModel``, plus a learned position embedding for the tiny base.
+
+``UVit2DModel`` has no position embedding: position reaches it only through the zero padding
+of its 3x3 depthwise convs, so on an all-mask input every interior position gets the same
+logits. The tiny base adds a learned (1, C, h, w) table to the output of ``model.embed``
+with a forward hook, so diffusers' own forward runs unchanged. The table is saved as the key
+``pos_embed.weight`` inside the transformer's own safetensors file; a real aMUSEd transformer
+has no such key and runs without it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from diffusers import UVit2DModel
+
+POS_KEY = "pos_embed.weight"
+
+
+class PositionEmbedding(nn.Module):
+    def __init__(self, channels: int, grid: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(1, channels, grid, grid) * 0.02)
+
+    def hook(self, module, inputs, output):  # output: (B, C, h, w) token embeddings
+        return output + self.weight.to(output.dtype)
+
+
+def add_position_embedding(model: UVit2DModel, grid: int, weight: torch.Tensor | None = None) -> UVit2DModel:
+    """Attach a position table to ``model`` (as ``model.pos_embed``) and hook it after the embedding."""
+    pos = PositionEmbedding(model.config.block_out_channels, grid)
+    if weight is not None:
+        pos.weight.data.copy_(weight)
+    model.pos_embed = pos
+    model.embed.register_forward_hook(pos.hook)
+    return model
+
+
+def tiny_config(*, codebook_size: int, text_hidden: int, text_proj: int, hidden: int = 256, layers: int = 6,
+                channels: int = 128) -> dict:
+    """A small UVit2DModel: downsample/upsample around the transformer halve the 16x16 grid."""
+    return dict(
+        hidden_size=hidden, use_bias=False, hidden_dropout=0.0, cond_embed_dim=text_proj,
+        micro_cond_encode_dim=16, micro_cond_embed_dim=16 * 5,  # 5 micro-conditions, as aMUSEd
+        encoder_hidden_size=text_hidden, vocab_size=codebook_size + 1, codebook_size=codebook_size,
+        in_channels=channels, block_out_channels=channels, num_res_blocks=1, downsample=True, upsample=True,
+        block_num_heads=4, num_hidden_layers=layers, num_attention_heads=4, attention_dropout=0.0,
+        intermediate_size=hidden * 4, layer_norm_eps=1e-6, ln_elementwise_affine=True, sample_size=16,
+    )
+
+
+def mask_token_id(model: UVit2DModel) -> int:
+    return model.config.vocab_size - 1
+
+
+def micro_conds(batch: int, image_size: int, device=None) -> torch.Tensor:
+    """aMUSEd's micro-conditioning: original width, height, crop top, crop left, aesthetic score 6."""
+    return torch.tensor([[image_size, image_size, 0, 0, 6]], device=device).float().expand(batch, 5)
+
+
+def logits(model: UVit2DModel, ids: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor,
+           image_size: int) -> torch.Tensor:
+    """Flat token ids (B, N) -> logits (B, N, codebook)."""
+    b, n = ids.shape
+    grid = int(n**0.5)
+    out = model(ids.view(b, grid, grid), encoder_hidden_states=hidden, pooled_text_emb=pooled,
+                micro_conds=micro_conds(b, image_size, ids.device))
+    return out.permute(0, 2, 3, 1).reshape(b, n, -1)  # (B, K, h, w) -> (B, N, K)

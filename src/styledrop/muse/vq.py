@@ -1,0 +1,128 @@
+"""VQ tokenizer: 64x64 images <-> a 16x16 grid of discrete codes.
+
+Two implementations behind one interface (``encode_indices`` / ``decode_indices``):
+- ``TinyVQModel``: the embedded default. A plain conv VQ-VAE without normalisation layers
+  (a probe found diffusers' ``VQModel`` at this size stuck at ~12.6 dB PSNR on the toy world,
+  this design at ~17 dB in the same time), with an l2-normalised codebook looked up by cosine
+  similarity, which keeps most codes in use.
+- ``DiffusersVQ``: wraps diffusers' ``VQModel``, as shipped in real aMUSEd folders.
+Images are float (B, 3, H, W) in [-1, 1]; indices are long (B, h, w).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import ModelMixin
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class TinyVQModel(ModelMixin, ConfigMixin):
+    """Conv encoder (stride 4) -> cosine-lookup codebook -> conv decoder."""
+
+    @register_to_config
+    def __init__(self, *, channels: int = 32, code_dim: int = 32, codebook_size: int = 512,
+                 num_res_blocks: int = 2, sample_size: int = 64):
+        super().__init__()
+        ch, ch2, ch4 = channels, channels * 2, channels * 4  # at 64x64, 32x32, 16x16
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, ch, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(ch, ch2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(ch2, ch4, 4, stride=2, padding=1),
+            *[ResBlock(ch4) for _ in range(num_res_blocks)], nn.ReLU(),
+            nn.Conv2d(ch4, code_dim, 1),
+        )
+        self.codebook = nn.Embedding(codebook_size, code_dim)
+        nn.init.normal_(self.codebook.weight)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(code_dim, ch4, 3, padding=1),
+            *[ResBlock(ch4) for _ in range(num_res_blocks)], nn.ReLU(),
+            nn.ConvTranspose2d(ch4, ch2, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(ch2, ch, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(ch, 3, 3, padding=1),
+        )
+
+    scale = 4  # pixels per token side
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def _codes(self):
+        return F.normalize(self.codebook.weight, dim=-1)
+
+    def quantize(self, z):
+        """z (B, D, h, w) -> (normalised z, its nearest codes, indices (B, h, w))."""
+        z = F.normalize(z, dim=1)
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (B*h*w, D)
+        idx = (flat @ self._codes().T).argmax(-1)
+        q = self._codes()[idx].view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        return z, q, idx.view(z.shape[0], z.shape[2], z.shape[3])
+
+    def forward(self, x):
+        """Reconstruction and VQ loss terms, for training: returns (x_hat, vq_loss, indices)."""
+        z, q, idx = self.quantize(self.encoder(x))
+        vq_loss = F.mse_loss(q, z.detach()) + 0.25 * F.mse_loss(z, q.detach())
+        q = z + (q - z).detach()  # straight-through
+        return self.decoder(q), vq_loss, idx
+
+    @torch.no_grad()
+    def encode_indices(self, x):
+        return self.quantize(self.encoder(x))[2]
+
+    @torch.no_grad()
+    def decode_indices(self, idx):
+        q = self._codes()[idx].permute(0, 3, 1, 2)
+        return self.decoder(q).clamp(-1, 1)
+
+
+class DiffusersVQ(nn.Module):
+    """The same interface over diffusers' ``VQModel`` (real aMUSEd folders)."""
+
+    def __init__(self, vq):
+        super().__init__()
+        self.vq = vq
+        self.scale = 2 ** (len(vq.config.block_out_channels) - 1)
+
+    @property
+    def config(self):
+        return self.vq.config
+
+    @property
+    def codebook_size(self) -> int:
+        return self.vq.config.num_vq_embeddings
+
+    @torch.no_grad()
+    def encode_indices(self, x):
+        latents = self.vq.encode(x).latents
+        idx = self.vq.quantize(latents)[2][2]
+        return idx.view(x.shape[0], latents.shape[2], latents.shape[3])
+
+    @torch.no_grad()
+    def decode_indices(self, idx):
+        b, h, w = idx.shape
+        out = self.vq.decode(idx.reshape(b, -1), force_not_quantize=True,
+                             shape=(b, h, w, self.vq.config.latent_channels)).sample
+        return out.clamp(-1, 1)
+
+
+def reset_dead_codes(vq: TinyVQModel, usage: torch.Tensor, z: torch.Tensor, g: torch.Generator) -> int:
+    """Move codes unused since the last call onto random encoder outputs of this batch."""
+    dead = (usage == 0).nonzero().flatten()
+    if len(dead):
+        flat = F.normalize(z, dim=1).permute(0, 2, 3, 1).reshape(-1, z.shape[1]).detach()
+        pick = torch.randint(len(flat), (len(dead),), generator=g)
+        with torch.no_grad():
+            vq.codebook.weight[dead] = flat[pick]
+    return len(dead)

@@ -1,0 +1,156 @@
+"""Toy-world oracles: small CNN classifiers for content and for style, trained on ground truth.
+
+They are the measuring stick of every evaluation: "is this a fish?", "is this neon glow?".
+Both know all classes, held-out ones included. Trained on an endless stream of fresh
+renders (no image is seen twice), with light blur and noise so that the slightly soft
+images a generator makes are judged fairly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import world
+from .io import load_tensors, save_tensors
+
+ORACLE_PATH = Path(__file__).parent / "assets" / "oracle.safetensors"
+TEST_SEED = 1_000_003  # fresh test images: a seed no training stream uses
+
+
+class OracleNet(nn.Module):
+    """Five stride-2 conv blocks, global average pool, linear head. (B,3,64,64) -> (B,classes)."""
+
+    def __init__(self, *, classes: int, width: int = 16):
+        super().__init__()
+        chans = [3, width, width * 2, width * 4, width * 4, width * 4]
+        layers = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1),
+                       nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(chans[-1], classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def to_tensor(images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], the layout every model here takes."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(list(images))))
+    return x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    steps: int = 2000
+    batch: int = 96
+    lr: float = 2e-3
+    width: int = 16
+    seed: int = 0
+
+
+class Oracles:
+    """The pair of classifiers, with the class names they predict."""
+
+    def __init__(self, content: OracleNet, style: OracleNet):
+        self.content, self.style = content.eval(), style.eval()
+
+    @classmethod
+    def load(cls, path=ORACLE_PATH) -> "Oracles":
+        tensors, meta = load_tensors(path)
+        nets = {}
+        for kind, names in (("content", world.CONTENTS), ("style", world.STYLE_NAMES)):
+            net = OracleNet(classes=len(names), width=meta["width"])
+            net.load_state_dict({k[len(kind) + 1:]: v for k, v in tensors.items() if k.startswith(kind + ".")})
+            nets[kind] = net
+        return cls(nets["content"], nets["style"])
+
+    def save(self, path, meta: dict) -> None:
+        tensors = {f"content.{k}": v for k, v in self.content.state_dict().items()}
+        tensors |= {f"style.{k}": v for k, v in self.style.state_dict().items()}
+        save_tensors(path, tensors, meta)
+
+    @torch.no_grad()
+    def probs(self, images: list[np.ndarray], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class probabilities (N, contents) and (N, styles) for uint8 (H, W, 3) images."""
+        pc, ps = [], []
+        for i in range(0, len(images), batch):
+            x = to_tensor(images[i:i + batch])
+            pc.append(self.content(x).softmax(-1))
+            ps.append(self.style(x).softmax(-1))
+        return torch.cat(pc), torch.cat(ps)
+
+    def classify(self, images: list[np.ndarray]) -> list[dict]:
+        pc, ps = self.probs(images)
+        out = []
+        for c, s in zip(pc, ps):
+            ci, si = int(c.argmax()), int(s.argmax())
+            out.append({"content": world.CONTENTS[ci], "content_prob": round(float(c[ci]), 4),
+                        "style": world.STYLE_NAMES[si], "style_prob": round(float(s[si]), 4)})
+        return out
+
+    def accuracy(self, samples: list[world.Sample]) -> dict:
+        preds = self.classify([s.image for s in samples])
+        n = len(samples)
+        return {
+            "content_acc": sum(p["content"] == s.content for p, s in zip(preds, samples)) / n,
+            "style_acc": sum(p["style"] == s.style for p, s in zip(preds, samples)) / n,
+            "n": n,
+        }
+
+
+def test_set(n: int = 2000, seed: int = TEST_SEED) -> list[world.Sample]:
+    """Fresh seeded renders over every (content, style) pair, held-out ones included."""
+    return world.batch(n, seed, world.pairs())
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Mild blur on some images and pixel noise on all: generated images are a bit soft."""
+    b = x.shape[0]
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    pick = (torch.rand(b, 1, 1, 1, generator=g) < 0.3).float()
+    x = x * (1 - pick) + blurred * pick
+    return x + torch.randn(x.shape, generator=g) * torch.rand(b, 1, 1, 1, generator=g) * 0.06
+
+
+def train(cfg: OracleConfig, progress=None) -> Oracles:
+    """Train both classifiers on the same endless stream of fresh renders."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    content = OracleNet(classes=len(world.CONTENTS), width=cfg.width)
+    style = OracleNet(classes=len(world.STYLE_NAMES), width=cfg.width)
+    params = list(content.parameters()) + list(style.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.steps)))
+    all_pairs = world.pairs()
+    ci = {c: i for i, c in enumerate(world.CONTENTS)}
+    si = {s: i for i, s in enumerate(world.STYLE_NAMES)}
+    for step in range(cfg.steps):
+        samples = [world.sample(step * cfg.batch + k, cfg.seed, all_pairs) for k in range(cfg.batch)]
+        x = _augment(to_tensor([s.image for s in samples]), g)
+        yc = torch.tensor([ci[s.content] for s in samples])
+        ys = torch.tensor([si[s.style] for s in samples])
+        loss_c = F.cross_entropy(content(x), yc)
+        loss_s = F.cross_entropy(style(x), ys)
+        opt.zero_grad(set_to_none=True)
+        (loss_c + loss_s).backward()
+        opt.step()
+        sched.step()
+        if progress:
+            progress(step + 1, cfg.steps, {"content_loss": loss_c.item(), "style_loss": loss_s.item()})
+    return Oracles(content, style)
+
+
+def train_and_save(cfg: OracleConfig, path=ORACLE_PATH, n_test: int = 2000, progress=None) -> dict:
+    oracles = train(cfg, progress)
+    acc = oracles.accuracy(test_set(n_test))
+    oracles.save(path, {"width": cfg.width, "config": asdict(cfg), "test": acc,
+                        "contents": world.CONTENTS, "styles": world.STYLE_NAMES})
+    return acc

@@ -1,0 +1,165 @@
+"""The toy world: seeded, captioned 64x64 pictures of objects in named render styles.
+
+Split (fixed; see README "The toy world"):
+- held-out styles and held-out contents are never used to pretrain the base model; they
+  test StyleDrop on a style / subject the base never saw;
+- among the remaining (content, style) pairs, those with (content index + style index) % 12
+  == 0 are held out too, to test whether the base composes a seen style with a seen content.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from .shapes import SHAPES
+from .styles import SIZE, STYLES, Canvas
+
+CONTENTS: list[str] = list(SHAPES)
+STYLE_NAMES: list[str] = list(STYLES)
+HELDOUT_CONTENTS = ("umbrella", "rocket", "key")
+HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")
+PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
+PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
+SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
+
+_MIRRORED = {"fish", "car", "bird", "cup", "boat", "moon", "umbrella", "key"}  # asymmetric shapes
+_SUPERSAMPLE = 4
+
+CAPTION_TEMPLATES = (
+    "{a} {content} in {descriptor}",
+    "a picture of {a} {content} in {descriptor}",
+    "{a} {content} drawn in {descriptor}",
+    "an image of {a} {content}, {descriptor}",
+)
+CONTENT_ONLY_TEMPLATES = ("{a} {content}", "a picture of {a} {content}")
+STYLE_ONLY_TEMPLATE = "a picture in {descriptor}"
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def caption(content: str, style: str | None, template: int = 0) -> str:
+    """Caption of a picture; ``style=None`` gives a content-only caption."""
+    if style is None:
+        t = CONTENT_ONLY_TEMPLATES[template % len(CONTENT_ONLY_TEMPLATES)]
+        return t.format(a=article(content), content=content)
+    t = CAPTION_TEMPLATES[template % len(CAPTION_TEMPLATES)]
+    return t.format(a=article(content), content=content, descriptor=STYLES[style].descriptor)
+
+
+def style_caption(style: str) -> str:
+    """A style-only caption, used to ask CLIP "which style is this?"."""
+    return STYLE_ONLY_TEMPLATE.format(descriptor=STYLES[style].descriptor)
+
+
+def split_of(content: str, style: str) -> str:
+    hs, hc = style in HELDOUT_STYLES, content in HELDOUT_CONTENTS
+    if hs and hc:
+        return "heldout_both"
+    if hs:
+        return "heldout_style"
+    if hc:
+        return "heldout_content"
+    i, j = PRETRAIN_CONTENTS.index(content), PRETRAIN_STYLES.index(style)
+    return "heldout_pair" if (i + j) % 12 == 0 else "pretrain"
+
+
+def pairs(split: str | None = None) -> list[tuple[str, str]]:
+    """All (content, style) pairs, or those of one split, in a fixed order."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return [(c, s) for c in CONTENTS for s in STYLE_NAMES if split is None or split_of(c, s) == split]
+
+
+def _mask(content: str, rng: np.random.Generator) -> np.ndarray:
+    """Anti-aliased coverage mask (H, W) of one randomly placed, scaled and rotated object."""
+    parts = SHAPES[content](rng)
+    half = rng.uniform(17, 25)  # half-size in pixels
+    cx, cy = rng.uniform(half + 1, SIZE - 1 - half, 2)
+    rot = math.radians(rng.uniform(-15, 15))
+    flip = -1.0 if content in _MIRRORED and rng.random() < 0.5 else 1.0
+    cos, sin, ss = math.cos(rot), math.sin(rot), _SUPERSAMPLE
+    img = Image.new("L", (SIZE * ss, SIZE * ss), 0)
+    draw = ImageDraw.Draw(img)
+    for points, add in parts:
+        xy = []
+        for x, y in points:
+            x *= flip
+            xr, yr = x * cos - y * sin, x * sin + y * cos
+            xy.append(((cx + xr * half) * ss, (cy + yr * half) * ss))
+        draw.polygon(xy, fill=255 if add else 0)
+    return img.resize((SIZE, SIZE), Image.Resampling.BOX)
+
+
+def render(content: str, style: str, rng: np.random.Generator) -> np.ndarray:
+    """One (H, W, 3) uint8 picture of ``content`` in ``style``."""
+    if content not in SHAPES:
+        raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
+    mask = _mask(content, rng)
+    fill = np.asarray(mask, np.float32) / 255
+    grow3 = np.asarray(mask.filter(ImageFilter.MaxFilter(3)), np.float32) / 255
+    grow5 = np.asarray(mask.filter(ImageFilter.MaxFilter(5)), np.float32) / 255
+    shrink = np.asarray(mask.filter(ImageFilter.MinFilter(3)), np.float32) / 255
+    canvas = Canvas(rng=rng, fill=fill, edge=grow3 - fill, thick=np.clip(grow5 - shrink, 0, 1))
+    rgb = STYLES[style].paint(canvas)
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # (64, 64, 3) uint8
+    content: str
+    style: str
+    caption: str
+    split: str
+
+
+def sample(index: int, seed: int, choices: list[tuple[str, str]]) -> Sample:
+    """The ``index``-th picture of a seeded stream over ``choices`` (content, style) pairs.
+
+    Each picture has its own generator keyed by (seed, index), so any slice of a stream is
+    reproducible on its own and the same seed gives byte-identical images.
+    """
+    rng = np.random.default_rng([seed, index])
+    content, style = choices[rng.integers(len(choices))]
+    template = int(rng.integers(len(CAPTION_TEMPLATES)))
+    image = render(content, style, rng)
+    return Sample(image, content, style, caption(content, style, template), split_of(content, style))
+
+
+def choose_pairs(split: str | None = None, style: str | None = None, content: str | None = None):
+    """The pairs matching optional filters; raises ValueError naming valid values."""
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
+    if content is not None and content not in SHAPES:
+        raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
+    chosen = [
+        (c, s) for c, s in pairs(split)
+        if (style is None or s == style) and (content is None or c == content)
+    ]
+    if not chosen:
+        raise ValueError(f"no (content, style) pair matches split={split}, style={style}, content={content}")
+    return chosen
+
+
+def batch(n: int, seed: int, choices: list[tuple[str, str]]) -> list[Sample]:
+    return [sample(i, seed, choices) for i in range(n)]
+
+
+def grid(images: list[np.ndarray], cols: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile (H, W, 3) uint8 images into one PIL picture."""
+    cols = cols or max(1, math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / cols)
+    h, w = images[0].shape[:2]
+    out = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
+    for k, im in enumerate(images):
+        r, c = divmod(k, cols)
+        out.paste(Image.fromarray(im), (pad + c * (w + pad), pad + r * (h + pad)))
+    return out

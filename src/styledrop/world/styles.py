@@ -1,0 +1,277 @@
+"""Render styles of the toy world.
+
+Each style paints a 64x64 picture from the object's coverage mask. Styles differ first in
+palette and background (what an 8x8-pixel token carries best), then in fill texture with a
+period of 6 px or more, outline, and a post-effect that is still visible at 64x64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+SIZE = 64
+_Y, _X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+
+
+@dataclass
+class Canvas:
+    """What a style paints from: the fill mask, outlines of two widths, and its random source."""
+
+    rng: np.random.Generator
+    fill: np.ndarray  # (H, W) coverage in [0, 1]
+    edge: np.ndarray  # (H, W) thin outer outline
+    thick: np.ndarray  # (H, W) outline about 3 px wide, centred on the border
+
+    def color(self, rgb, jitter=0.03):
+        """A palette colour with a little per-image variation."""
+        c = np.asarray(rgb, np.float32) + self.rng.normal(0, jitter, 3).astype(np.float32)
+        return np.clip(c, 0, 1)
+
+    def pick(self, options):
+        return self.color(options[self.rng.integers(len(options))])
+
+    def phase(self, period):
+        return float(self.rng.uniform(0, period))
+
+
+@dataclass(frozen=True)
+class Style:
+    name: str
+    descriptor: str  # the phrase used in captions: "a fish in {descriptor}"
+    paint: Callable[[Canvas], np.ndarray]
+
+
+# ---------------------------------------------------------------- image helpers
+
+
+def flat(rgb) -> np.ndarray:
+    return np.broadcast_to(np.asarray(rgb, np.float32), (SIZE, SIZE, 3)).copy()
+
+
+def over(base: np.ndarray, top, alpha: np.ndarray) -> np.ndarray:
+    """Alpha-composite ``top`` (a colour or an image) over ``base``."""
+    a = np.clip(alpha, 0, 1)[..., None]
+    return base * (1 - a) + np.asarray(top, np.float32) * a
+
+
+def mix(c0, c1, t: np.ndarray) -> np.ndarray:
+    """Per-pixel blend between two colours by ``t`` in [0, 1]."""
+    t = np.clip(t, 0, 1)[..., None]
+    return np.asarray(c0, np.float32) * (1 - t) + np.asarray(c1, np.float32) * t
+
+
+@lru_cache(maxsize=None)
+def _blur_matrix(sigma: float) -> np.ndarray:
+    d = np.arange(SIZE)[:, None] - np.arange(SIZE)[None, :]
+    k = np.exp(-0.5 * (d / sigma) ** 2)
+    return (k / k.sum(1, keepdims=True)).astype(np.float32)
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur as two matrix products (separable, exact, deterministic)."""
+    k = _blur_matrix(float(sigma))
+    if img.ndim == 2:
+        return k @ img @ k.T
+    return np.stack([k @ img[..., c] @ k.T for c in range(img.shape[-1])], -1)
+
+
+@lru_cache(maxsize=None)
+def _upsample_matrix(cells: int) -> np.ndarray:
+    pos = (np.arange(SIZE) + 0.5) / SIZE * (cells - 1)
+    m = np.maximum(0, 1 - np.abs(pos[:, None] - np.arange(cells)[None, :]))
+    return m.astype(np.float32)
+
+
+def noise(rng: np.random.Generator, cells: int, smooth: float = 0.0) -> np.ndarray:
+    """Smooth value noise in [0, 1] whose features are about SIZE/cells pixels wide."""
+    u = _upsample_matrix(cells)
+    n = u @ rng.random((cells, cells), dtype=np.float32) @ u.T
+    if smooth:
+        n = blur(n, smooth)
+    n -= n.min()
+    return n / max(float(n.max()), 1e-6)
+
+
+def stripes(period: float, angle_deg: float, phase: float, duty: float = 0.5) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    u = _X * np.cos(a) + _Y * np.sin(a) + phase
+    return ((u % period) < period * duty).astype(np.float32)
+
+
+def checker(period: int, px: float, py: float) -> np.ndarray:
+    return ((((_X + px) // period) + ((_Y + py) // period)) % 2).astype(np.float32)
+
+
+def grid_lines(period: int, px: float, py: float, width: float = 1.0) -> np.ndarray:
+    return (((_X + px) % period < width) | ((_Y + py) % period < width)).astype(np.float32)
+
+
+def dots(period: int, radius: float, px: float, py: float) -> np.ndarray:
+    dx = (_X + px) % period - period / 2
+    dy = (_Y + py) % period - period / 2
+    return np.clip(radius + 0.5 - np.sqrt(dx**2 + dy**2), 0, 1)
+
+
+def pixelate(img: np.ndarray, block: int) -> np.ndarray:
+    n = SIZE // block
+    small = img.reshape(n, block, n, block, 3).mean((1, 3))
+    return np.repeat(np.repeat(small, block, 0), block, 1)
+
+
+# ---------------------------------------------------------------- the styles
+
+
+def neon_glow(c: Canvas):
+    bg = c.color((0.03, 0.02, 0.08), 0.01)
+    neon = c.pick([(0.1, 1.0, 1.0), (1.0, 0.15, 0.9), (0.3, 1.0, 0.2)])
+    light = c.thick + 1.6 * blur(c.thick, 2.5) + 0.12 * c.fill
+    return np.clip(bg + neon * light[..., None], 0, 1)
+
+
+def watercolor(c: Canvas):
+    paper = flat(c.color((0.96, 0.93, 0.85), 0.01)) - 0.04 * noise(c.rng, 16)[..., None]
+    pigment = c.pick([(0.45, 0.65, 0.9), (0.95, 0.55, 0.6), (0.55, 0.8, 0.5), (0.75, 0.6, 0.9)])
+    wash = blur(c.fill, 1.3) * (0.55 + 0.45 * noise(c.rng, 5))
+    img = over(paper, pigment, wash)
+    return over(img, pigment * 0.6, 0.45 * blur(c.edge, 0.8))  # pigment pools at the rim
+
+
+def pixel_art(c: Canvas):
+    img = flat(c.color((0.4, 0.72, 0.98)))
+    body = c.pick([(0.95, 0.2, 0.15), (1.0, 0.6, 0.0), (0.2, 0.75, 0.2)])
+    img = over(img, body, c.fill)
+    img = over(img, (0.05, 0.05, 0.1), c.edge)
+    return pixelate(img, 4)
+
+
+def blueprint(c: Canvas):
+    img = flat(c.color((0.08, 0.22, 0.55), 0.015))
+    img = over(img, (0.3, 0.5, 0.85), 0.7 * grid_lines(8, c.phase(8), c.phase(8)))
+    img = over(img, (0.95, 0.97, 1.0), 0.12 * c.fill)
+    return over(img, (0.95, 0.97, 1.0), np.clip(c.thick * 1.2, 0, 1))
+
+
+def candy_stripes(c: Canvas):
+    img = flat(c.color((0.99, 0.8, 0.88), 0.015))
+    stripe = stripes(10, 45, c.phase(10))
+    body = mix((0.95, 0.95, 0.95), c.color((0.9, 0.1, 0.25)), stripe)
+    img = over(img, body, c.fill)
+    return over(img, (0.55, 0.05, 0.15), c.edge)
+
+
+def ink_hatching(c: Canvas):
+    img = flat(c.color((0.98, 0.98, 0.96), 0.005))
+    hatch = stripes(6, -45, c.phase(6), duty=0.35)
+    img = over(img, (0.05, 0.05, 0.05), c.fill * hatch)
+    return over(img, (0.02, 0.02, 0.02), c.thick)
+
+
+def sunset_silhouette(c: Canvas):
+    top, bottom = c.color((1.0, 0.6, 0.15)), c.color((0.45, 0.12, 0.5))
+    img = mix(top, bottom, _Y / (SIZE - 1))
+    return over(img, (0.06, 0.03, 0.08), c.fill)
+
+
+def chalkboard(c: Canvas):
+    board = flat(c.color((0.13, 0.3, 0.2), 0.015)) + 0.05 * (noise(c.rng, 24)[..., None] - 0.5)
+    grain = 0.55 + 0.45 * c.rng.random((SIZE, SIZE), dtype=np.float32)
+    img = over(board, (0.95, 0.95, 0.9), 0.18 * c.fill * grain)
+    return over(img, (0.95, 0.95, 0.9), c.thick * grain)
+
+
+def royal_gold(c: Canvas):
+    img = flat(c.color((0.28, 0.06, 0.38), 0.02))
+    shine = (_X + _Y) / (2 * SIZE - 2)
+    gold = mix(c.color((1.0, 0.88, 0.4)), c.color((0.72, 0.48, 0.08)), shine)
+    img = over(img, gold, c.fill)
+    return over(img, (0.3, 0.18, 0.02), c.edge)
+
+
+def night_sky(c: Canvas):
+    img = flat(c.color((0.03, 0.05, 0.22), 0.015))
+    sparks = (c.rng.random((SIZE, SIZE)) < 0.025).astype(np.float32)
+    img = over(img, (1.0, 1.0, 0.95), sparks * (1 - blur(c.fill, 2)))
+    moonlight = c.color((1.0, 0.9, 0.35))
+    img = img + moonlight * (0.9 * blur(c.fill, 3.0))[..., None]  # soft halo
+    return np.clip(over(img, moonlight, c.fill), 0, 1)
+
+
+def mosaic(c: Canvas):
+    px, py = c.phase(8), c.phase(8)
+    img = flat(c.color((0.55, 0.55, 0.52), 0.02))
+    tiles = mix(c.color((0.1, 0.6, 0.6)), c.color((0.95, 0.55, 0.15)), checker(8, px, py))
+    grout = grid_lines(8, px, py, width=1.5)
+    img = over(img, tiles, c.fill * (1 - grout))
+    return over(img, (0.25, 0.25, 0.25), c.edge)
+
+
+def sepia_photo(c: Canvas):
+    r = np.sqrt((_X - 31.5) ** 2 + (_Y - 31.5) ** 2) / 45
+    img = flat(c.color((0.86, 0.73, 0.55), 0.02))
+    img = over(img, c.color((0.4, 0.25, 0.13)), blur(c.fill, 0.7))
+    img = img * (1 - 0.55 * r**2)[..., None]  # vignette
+    grain = c.rng.normal(0, 0.035, (SIZE, SIZE)).astype(np.float32)
+    return np.clip(img + grain[..., None], 0, 1)
+
+
+# held-out styles: never seen by the base model
+
+
+def pop_art(c: Canvas):
+    img = flat(c.color((1.0, 0.88, 0.1), 0.02))
+    img = over(img, (0.95, 0.4, 0.1), dots(8, 2.2, c.phase(8), c.phase(8)))
+    img = over(img, c.pick([(0.9, 0.08, 0.12), (0.1, 0.35, 0.9)]), c.fill)
+    return over(img, (0.0, 0.0, 0.0), c.thick)
+
+
+def lava(c: Canvas):
+    img = flat(c.color((0.1, 0.02, 0.02), 0.01))
+    heat = noise(c.rng, 9)
+    molten = mix((0.55, 0.0, 0.0), (1.0, 0.85, 0.1), heat**0.8)
+    img = img + np.array([1.0, 0.3, 0.0], np.float32) * (0.6 * blur(c.fill, 2.5))[..., None]
+    return np.clip(over(img, molten, c.fill), 0, 1)
+
+
+def camouflage(c: Canvas):
+    img = flat(c.color((0.78, 0.72, 0.52), 0.02))
+    n = noise(c.rng, 8)
+    cols = [c.color(x) for x in ((0.15, 0.25, 0.1), (0.35, 0.42, 0.18), (0.45, 0.3, 0.15))]
+    blobs = np.where((n < 0.38)[..., None], cols[0], np.where((n < 0.62)[..., None], cols[1], cols[2]))
+    img = over(img, blobs, c.fill)
+    return over(img, (0.1, 0.1, 0.05), c.edge)
+
+
+def rainbow(c: Canvas):
+    img = flat(c.color((0.97, 0.97, 0.97), 0.005))
+    hues = np.array([(0.95, 0.1, 0.1), (1.0, 0.55, 0.0), (1.0, 0.9, 0.0), (0.1, 0.75, 0.2),
+                     (0.1, 0.4, 0.95), (0.55, 0.15, 0.8)], np.float32)
+    band = ((_Y + c.phase(42)) // 7).astype(int) % len(hues)
+    img = over(img, hues[band], c.fill)
+    return over(img, (0.15, 0.15, 0.15), c.edge)
+
+
+STYLES = {
+    s.name: s
+    for s in (
+        Style("neon_glow", "neon glow style", neon_glow),
+        Style("watercolor", "watercolor style", watercolor),
+        Style("pixel_art", "pixel art style", pixel_art),
+        Style("blueprint", "blueprint style", blueprint),
+        Style("candy_stripes", "candy stripes style", candy_stripes),
+        Style("ink_hatching", "ink hatching style", ink_hatching),
+        Style("sunset_silhouette", "sunset silhouette style", sunset_silhouette),
+        Style("chalkboard", "chalkboard style", chalkboard),
+        Style("royal_gold", "royal gold style", royal_gold),
+        Style("night_sky", "night sky style", night_sky),
+        Style("mosaic", "mosaic tile style", mosaic),
+        Style("sepia_photo", "sepia photo style", sepia_photo),
+        Style("pop_art", "pop art style", pop_art),
+        Style("lava", "molten lava style", lava),
+        Style("camouflage", "camouflage style", camouflage),
+        Style("rainbow", "rainbow bands style", rainbow),
+    )
+}

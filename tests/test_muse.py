@@ -1,0 +1,122 @@
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from styledrop.io import UserError
+from styledrop.muse import schedule
+from styledrop.muse.base import MuseBase
+from styledrop.muse.sampler import SampleConfig, decode_tokens, generate
+from styledrop.muse.text import build_tokenizer, tokenize
+from styledrop.muse.vq import TinyVQModel
+
+from .tiny import amused_like_folder, tiny_base
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("tiny"))
+
+
+def test_vq_round_trip_shapes():
+    vq = TinyVQModel(channels=8, code_dim=8, codebook_size=16)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    idx = vq.encode_indices(x)
+    assert idx.shape == (2, 16, 16) and idx.max() < 16
+    assert vq.decode_indices(idx).shape == (2, 3, 64, 64)
+
+
+def test_random_mask_follows_schedule_and_marks_positions():
+    ids = torch.arange(64).repeat(500, 1) % 7
+    masked, mask = schedule.random_mask(ids, 99, torch.Generator().manual_seed(0))
+    assert ((masked == 99) == mask).all() and mask.sum(1).min() >= 1
+    assert (masked[~mask] == ids[~mask]).all()
+    # mean masked fraction of cos(pi/2 * U) is 2/pi
+    assert abs(mask.float().mean().item() - 2 / torch.pi) < 0.03
+
+
+def test_sampler_unmasks_monotonically_and_finishes():
+    mask_id, counts = 10, []
+
+    def fn(ids):
+        counts.append(int((ids == mask_id).sum()))
+        return torch.randn(ids.shape[0], ids.shape[1], 10)
+    ids = decode_tokens(fn, 3, 16, mask_id, SampleConfig(steps=6))
+    assert counts[0] == 3 * 16 and counts == sorted(counts, reverse=True) and len(set(counts)) == 6
+    assert not (ids == mask_id).any()
+
+
+def test_tokenizer_is_clip_format_and_checks_prompts():
+    tok = build_tokenizer()
+    assert tok.tokenize("a fish in neon glow style") == ["a</w>", "fish</w>", "in</w>", "neon</w>", "glow</w>",
+                                                         "style</w>"]
+    with pytest.raises(UserError, match="empty prompt"):
+        tokenize(tok, ["  "])
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ids = tokenize(tok, ["a fish " * 40])
+    assert ids.shape == (1, tok.model_max_length) and "cut" in str(w[0].message)
+    assert ids[0, -1] == tok.eos_token_id
+
+
+def test_tiny_pretrain_writes_amused_layout_and_samples_deterministically(base):
+    for part in ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler"):
+        assert (base.path / part).is_dir()
+    index = json.loads((base.path / "model_index.json").read_text())
+    assert index["transformer"] == ["diffusers", "UVit2DModel"]
+    loaded = MuseBase.load(base.path)
+    assert hasattr(loaded.transformer, "pos_embed")  # position table survives the round trip
+    a = generate(loaded, ["a fish in lava style", "a cat"], SampleConfig(steps=4, seed=3))
+    b = generate(loaded, ["a fish in lava style"], SampleConfig(steps=4, seed=3))
+    assert a.shape == (2, 64, 64, 3) and a.dtype.name == "uint8"
+    assert (a[0] == b[0]).all()  # same seed, same image, whatever the batch
+
+
+def test_position_embedding_breaks_the_all_mask_symmetry(base):
+    m = base.transformer
+    ids = torch.full((1, 256), base.mask_id)
+    h, p = base.encode_empty(1)
+    from styledrop.muse import transformer as tr
+    out = tr.logits(m, ids, h, p, base.image_size)[0]  # (N, K)
+    interior = out.view(16, 16, -1)[2:-2, 2:-2].reshape(-1, out.shape[-1])
+    assert (interior - interior[0]).abs().max() > 1e-4
+
+
+def test_loads_and_samples_a_random_amused_layout_folder(tmp_path):
+    folder = amused_like_folder(tmp_path / "amused")
+    base = MuseBase.load(folder)
+    assert base.image_size == 32 and base.mask_id == 39 and base.grid == 4
+    images = generate(base, ["a boat"], SampleConfig(steps=3))
+    assert images.shape == (1, 32, 32, 3)
+
+
+def test_bad_base_folders_are_named(tmp_path, base):
+    with pytest.raises(UserError, match="not found"):
+        MuseBase.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="model_index.json"):
+        MuseBase.load(tmp_path / "empty")
+    broken = tmp_path / "broken"
+    shutil.copytree(base.path, broken)
+    shutil.rmtree(broken / "vqvae")
+    with pytest.raises(UserError, match="vqvae"):
+        MuseBase.load(broken)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(base.path, corrupt)
+    (corrupt / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot load"):
+        MuseBase.load(corrupt)
+
+
+def test_generate_command(cli, base, tmp_path):
+    code, _, _ = cli("generate", "--prompt", "a fish in lava style", "--n", 2, "--steps", 3,
+                     "--out", tmp_path / "g", "--base", base.path)
+    assert code == 0
+    rows = [json.loads(x) for x in (tmp_path / "g" / "metadata.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [0, 1] and (tmp_path / "g" / "grid.png").is_file()
+    code, _, err = cli("generate", "--prompt", " ", "--out", tmp_path / "h", "--base", base.path)
+    assert code == 2 and "empty prompt" in err and not (tmp_path / "h").exists()
+    code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "h", "--base", tmp_path / "nope")
+    assert code == 2 and "not found" in err

@@ -1,0 +1,46 @@
+import json
+
+import numpy as np
+import torch
+
+from styledrop import oracle, world
+
+
+def test_tiny_training_round_trips_through_safetensors(tmp_path):
+    cfg = oracle.OracleConfig(steps=3, batch=8, width=4)
+    trained = oracle.train(cfg)
+    path = tmp_path / "o.safetensors"
+    trained.save(path, {"width": 4})
+    loaded = oracle.Oracles.load(path)
+    x = oracle.to_tensor([world.render("cat", "lava", np.random.default_rng(0))])
+    with torch.no_grad():
+        assert torch.allclose(trained.content(x), loaded.content(x))
+        assert torch.allclose(trained.style(x), loaded.style(x))
+
+
+def test_shipped_oracles_reach_95_percent(cli):
+    code, out, _ = cli("oracle", "check", "--json", "--n", 400)
+    acc = json.loads(out)
+    assert code == 0
+    assert acc["content_acc"] >= 0.95 and acc["style_acc"] >= 0.95, acc
+
+
+def test_classify_reads_files_and_folders(cli, tmp_path):
+    cli("world", "--n", 8, "--out", tmp_path / "w", "--seed", 5)
+    code, out, _ = cli("oracle", "classify", "--json", tmp_path / "w" / "00000.png", tmp_path / "w")
+    preds = json.loads(out)
+    assert code == 0 and len(preds) == 1 + 9  # one file + the folder's 8 images and its grid
+    rows = [json.loads(x) for x in (tmp_path / "w" / "metadata.jsonl").read_text().splitlines()]
+    by_file = {p["file"]: p for p in preds}
+    right = sum(by_file[str(tmp_path / "w" / r["file"])]["style"] == r["style"] for r in rows)
+    assert right >= 7
+    assert all(0 <= p["content_prob"] <= 1 for p in preds)
+
+
+def test_classify_refuses_non_images(cli, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    code, _, err = cli("oracle", "classify", bad)
+    assert code == 2 and "cannot read image" in err
+    code, _, err = cli("oracle", "classify", tmp_path / "missing.png")
+    assert code == 2 and "no such file" in err

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from styledrop import world
+
+
+def test_world_has_enough_classes_and_a_split():
+    assert len(world.CONTENTS) >= 16 and len(world.STYLE_NAMES) >= 16
+    assert len(world.HELDOUT_STYLES) >= 4 and len(world.HELDOUT_CONTENTS) >= 3
+    pretrain = world.pairs("pretrain")
+    held_pairs = world.pairs("heldout_pair")
+    assert held_pairs and not set(pretrain) & set(held_pairs)
+    # held-out classes never appear in pretraining pairs
+    assert not {c for c, _ in pretrain} & set(world.HELDOUT_CONTENTS)
+    assert not {s for _, s in pretrain} & set(world.HELDOUT_STYLES)
+    # every held-out pair is made of a content and a style the base does see in pretraining
+    assert {c for c, _ in held_pairs} <= {c for c, _ in pretrain}
+    assert {s for _, s in held_pairs} <= {s for _, s in pretrain}
+    assert len(world.pairs()) == len(world.CONTENTS) * len(world.STYLE_NAMES)
+
+
+def test_same_seed_gives_identical_bytes_and_other_seeds_differ():
+    a = world.batch(12, 7, world.pairs())
+    b = world.batch(12, 7, world.pairs())
+    c = world.batch(12, 8, world.pairs())
+    assert all(x.image.tobytes() == y.image.tobytes() and x.caption == y.caption for x, y in zip(a, b))
+    assert any(x.image.tobytes() != z.image.tobytes() for x, z in zip(a, c))
+
+
+def test_render_shape_and_variation_within_a_pair():
+    imgs = [world.render("fish", "pop_art", np.random.default_rng(i)) for i in range(4)]
+    assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+    assert len({im.tobytes() for im in imgs}) == 4  # position, scale, rotation vary
+
+
+def test_styles_differ_in_palette():
+    # mean colour per style over a few contents: every pair of styles is apart
+    means = {}
+    for s in world.STYLE_NAMES:
+        ims = [world.render(c, s, np.random.default_rng(0)) for c in world.CONTENTS[:6]]
+        means[s] = np.mean(ims, axis=(0, 1, 2))
+    names = list(means)
+    dists = [np.abs(means[a] - means[b]).max() for i, a in enumerate(names) for b in names[i + 1:]]
+    assert min(dists) > 5, "two styles have nearly the same average colour"
+
+
+def test_captions():
+    assert world.caption("fish", "neon_glow") == "a fish in neon glow style"
+    assert world.caption("umbrella", None) == "an umbrella"
+    s = world.sample(3, 0, [("cat", "lava")])
+    assert "cat" in s.caption and "lava" in s.caption and s.split == "heldout_style"
+
+
+@pytest.mark.parametrize("kwargs", [{"style": "nope"}, {"content": "dragon"}, {"split": "odd"}])
+def test_unknown_names_are_refused_with_valid_values(kwargs):
+    with pytest.raises(ValueError, match="expected one of"):
+        world.choose_pairs(**kwargs)
