@@ -19,12 +19,14 @@ from .oracle import Oracles, to_tensor
 
 @torch.no_grad()
 def image_embeds(scorer, images: list[np.ndarray]) -> torch.Tensor:
-    return F.normalize(scorer.get_image_features(pixel_values=to_tensor(images)), dim=-1)
+    pooled = scorer.vision_model(pixel_values=to_tensor(images)).pooler_output
+    return F.normalize(scorer.visual_projection(pooled), dim=-1)
 
 
 @torch.no_grad()
 def text_embeds(scorer, tokenizer, prompts: list[str]) -> torch.Tensor:
-    return F.normalize(scorer.get_text_features(input_ids=tokenize(tokenizer, prompts)), dim=-1)
+    pooled = scorer.text_model(input_ids=tokenize(tokenizer, prompts)).pooler_output
+    return F.normalize(scorer.text_projection(pooled), dim=-1)
 
 
 def clip_t(scorer, tokenizer, images, prompts) -> torch.Tensor:
@@ -98,3 +100,48 @@ def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = 
     return {"psnr": 10 * float(np.log10(1 / max(mse, 1e-10))), "codes_used": int(
         len(torch.unique(torch.cat([vq.encode_indices(x[i:i + 128]).flatten() for i in range(0, n, 128)])))),
         **scores}
+
+
+def style_prompt(content_prompt: str, descriptor: str) -> str:
+    """Append the style descriptor to a prompt unless the user already wrote it."""
+    if descriptor and descriptor.lower() not in content_prompt.lower():
+        return f"{content_prompt.rstrip()} {descriptor.strip()}"
+    return content_prompt
+
+
+def evaluate_style(base, oracles: Oracles, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,
+                   lambda_a: float, lambda_b: float, seeds: int = 4, contents: list[str] | None = None) -> dict:
+    """How well an adapter draws *other* contents in the reference's style, against the base alone.
+
+    The reference's true content and style are what the oracles see in it. ``leakage`` is the
+    fraction of images drawn as the reference's content; ``clip_t`` scores each image against
+    its content prompt (without the style descriptor); ``clip_i`` is CLIP similarity to the reference.
+    """
+    from .muse.sampler import guided_logits_fn
+    ref = oracles.classify([reference])[0]
+    contents = contents or [c for c in world.PRETRAIN_CONTENTS if c != ref["content"]]
+    pairs = [(c, k) for c in contents for k in range(seeds)]
+    content_prompts = [world.caption(c, None) for c, _ in pairs]
+    prompts = [style_prompt(p, meta.get("style", "")) for p in content_prompts]
+    report = {"reference": ref, "n": len(prompts)}
+    for name, fn_for in (
+        ("adapter", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)),
+        ("base", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b)),
+    ):
+        adapter.attach(base.transformer) if name == "adapter" else None
+        try:
+            images = generate(base, prompts, cfg, logits_fn_for=fn_for)
+        finally:
+            adapter.detach() if name == "adapter" else None
+        preds = oracles.classify(list(images))
+        r = {
+            "style_acc": float(np.mean([p["style"] == ref["style"] for p in preds])),
+            "content_acc": float(np.mean([p["content"] == c for p, (c, _) in zip(preds, pairs)])),
+            "leakage": float(np.mean([p["content"] == ref["content"] for p in preds])),
+        }
+        if base.scorer is not None:
+            r["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), content_prompts).mean())
+            r["clip_i"] = float(clip_i(base.scorer, list(images), reference).mean())
+        report[name] = r
+        report.setdefault("images", {})[name] = images
+    return report

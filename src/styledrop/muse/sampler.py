@@ -50,24 +50,54 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     return ids
 
 
-def cfg_logits_fn(base, prompts: list[str], guidance: float, negative: str = "") -> LogitsFn:
-    """Classifier-free guidance, both branches in one forward: u + g * (c - u)."""
-    cond_h, cond_p = base.encode_text(prompts)
-    if negative:
-        neg_h, neg_p = base.encode_text([negative] * len(prompts))
-    else:
-        neg_h, neg_p = base.encode_empty(len(prompts))
-    hidden, pooled = torch.cat([cond_h, neg_h]), torch.cat([cond_p, neg_p])
+def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str = "", adapter=None,
+                     lambda_a: float = 0.0, separate: bool = False) -> LogitsFn:
+    """StyleDrop's guidance: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)).
+
+    Ĝθ is G with ``adapter`` on, t the prompts, n the negative prompt ("" = unconditional).
+    Without an adapter this is classifier-free guidance with scale λB + 1. All branches run as
+    one batched forward (the adapter gated on for the first rows only); ``separate=True`` runs
+    one forward per branch instead, which gives the same logits and exists for the benchmark.
+    """
     b = len(prompts)
+    t_h, t_p = base.encode_text(prompts)
+    n_h, n_p = base.encode_text([negative] * b) if negative else base.encode_empty(b)
+    branches = ([(t_h, t_p, 1.0)] if adapter is not None else []) + [(t_h, t_p, 0.0), (n_h, n_p, 0.0)]
+    if adapter is None and lambda_b == 0:
+        branches = branches[:1]
+    hidden = torch.cat([h for h, _, _ in branches])
+    pooled = torch.cat([p for _, p, _ in branches])
+    gate = torch.cat([torch.full((b,), g) for _, _, g in branches])
+
+    def forward(ids, h, p, g):
+        if adapter is not None:
+            adapter.gate = g
+        try:
+            return tr.logits(base.transformer, ids, h, p, base.image_size)
+        finally:
+            if adapter is not None:
+                adapter.gate = None
 
     def fn(ids):
-        if guidance == 0:
-            return tr.logits(base.transformer, ids, cond_h, cond_p, base.image_size)
-        out = tr.logits(base.transformer, torch.cat([ids, ids]), hidden, pooled, base.image_size)
-        c, u = out[:b], out[b:]
-        return u + guidance * (c - u)
+        k = len(branches)
+        if separate:
+            outs = [forward(ids, h, p, torch.full((b,), g)) for h, p, g in branches]
+        else:
+            outs = forward(ids.repeat(k, 1), hidden, pooled, gate).split(b)
+        if k == 1:
+            return outs[0]
+        *a, c, u = outs
+        a = a[0] if a else c
+        return a + lambda_a * (a - c) + lambda_b * (c - u)
 
     return fn
+
+
+def cfg_logits_fn(base, prompts: list[str], guidance: float, negative: str = "") -> LogitsFn:
+    """Classifier-free guidance u + g·(c − u), i.e. the StyleDrop formula with no adapter, λB = g − 1."""
+    if guidance == 0:
+        return guided_logits_fn(base, prompts, lambda_b=0.0)
+    return guided_logits_fn(base, prompts, lambda_b=guidance - 1, negative=negative)
 
 
 @torch.no_grad()
@@ -79,12 +109,17 @@ def tokens_to_images(base, ids: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def generate(base, prompts: list[str], cfg: SampleConfig, negative: str = "", batch: int = 16) -> np.ndarray:
-    """Images (B, H, W, 3) uint8 for ``prompts`` with the base model alone."""
+def generate(base, prompts: list[str], cfg: SampleConfig, negative: str = "", batch: int = 16,
+             logits_fn_for=None) -> np.ndarray:
+    """Images (B, H, W, 3) uint8 for ``prompts``: the base model alone with CFG, or any guidance
+    given as ``logits_fn_for(prompts) -> LogitsFn`` (adapter guidance, composition)."""
     out = []
     for i in range(0, len(prompts), batch):
         chunk = prompts[i:i + batch]
-        fn = cfg_logits_fn(base, chunk, cfg.guidance, negative)
+        if logits_fn_for is None:
+            fn = cfg_logits_fn(base, chunk, cfg.guidance, negative)
+        else:
+            fn = logits_fn_for(chunk)
         sub = SampleConfig(cfg.steps, cfg.guidance, cfg.temperature, cfg.seed + i)
         ids = decode_tokens(fn, len(chunk), base.grid**2, base.mask_id, sub, base.device)
         out.append(tokens_to_images(base, ids))

@@ -1,0 +1,145 @@
+"""Adapters θ: the few parameters StyleDrop trains while G stays frozen.
+
+``bottleneck`` (the paper's): ``h + W_up·GELU(W_down·h)`` with W_up zero-initialised and W_down
+truncated-normal (std 0.02), placed after the cross-attention and after the MLP of every
+transformer layer, each site with its own weights. ``shared`` (the paper's small variant): one
+W_down/W_up pair for all sites, plus a per-site offset inside the bottleneck and on the output.
+``lora``: LoRA (via peft) on the cross-attention and MLP projections of every layer.
+
+Adapters attach to G with forward hooks, so G itself is never modified and the same G runs with
+and without them. ``gate`` (one 0/1 per batch row) switches an adapter on for some rows only:
+that is how adapter-guided sampling runs Ĝθ(t), G(t) and G(n) in one forward call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+KINDS = ("bottleneck", "shared", "lora")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    kind: str = "bottleneck"
+    rank: int = 8  # bottleneck width (or LoRA rank)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown adapter kind {self.kind!r}; expected one of {', '.join(KINDS)}")
+        if not 1 <= self.rank <= 1024:
+            raise ValueError(f"rank must be in 1..1024, got {self.rank}")
+
+
+def sites(transformer) -> list[tuple[str, nn.Module]]:
+    """Where adapters go: after cross-attention and after the MLP of every transformer layer."""
+    out = []
+    for i, block in enumerate(transformer.transformer_layers):
+        out += [(f"layer{i}.cross_attn", block.attn2), (f"layer{i}.mlp", block.ff)]
+    return out
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, dim: int, rank: int):
+        super().__init__()
+        self.down = nn.Linear(dim, rank)
+        self.up = nn.Linear(rank, dim)
+        nn.init.trunc_normal_(self.down.weight, std=0.02)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)  # a new adapter leaves G's output unchanged
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h, offset_in=None, offset_out=None):
+        z = self.down(h)
+        if offset_in is not None:
+            z = z + offset_in
+        out = self.up(F.gelu(z))
+        return out if offset_out is None else out + offset_out
+
+
+class Adapter(nn.Module):
+    """A set of adapters for one G: ``delta(site, h)`` is added to that site's output."""
+
+    def __init__(self, cfg: AdapterConfig, dim: int, n_sites: int):
+        super().__init__()
+        self.cfg, self.dim, self.n_sites = cfg, dim, n_sites
+        if cfg.kind == "bottleneck":
+            self.blocks = nn.ModuleList(Bottleneck(dim, cfg.rank) for _ in range(n_sites))
+        elif cfg.kind == "shared":
+            self.shared = Bottleneck(dim, cfg.rank)
+            self.offset_in = nn.Parameter(torch.zeros(n_sites, cfg.rank))
+            self.offset_out = nn.Parameter(torch.zeros(n_sites, dim))
+        else:
+            raise ValueError("LoRA adapters are built by LoraAdapter")
+        self.gate: torch.Tensor | None = None  # (B,) of 0/1, or None = on for every row
+        self.scale = 1.0
+        self._handles = []
+
+    def delta(self, site: int, h: torch.Tensor) -> torch.Tensor:
+        if self.cfg.kind == "bottleneck":
+            d = self.blocks[site](h)
+        else:
+            d = self.shared(h, self.offset_in[site], self.offset_out[site])
+        if self.gate is not None:
+            d = d * self.gate.to(d.dtype).view(-1, *([1] * (d.dim() - 1)))
+        return d * self.scale
+
+    def attach(self, transformer) -> "Adapter":
+        found = sites(transformer)
+        if len(found) != self.n_sites or transformer.config.hidden_size != self.dim:
+            raise ValueError(f"adapter was built for {self.n_sites} sites of width {self.dim}; this transformer "
+                             f"has {len(found)} of width {transformer.config.hidden_size}")
+        for k, (_, module) in enumerate(found):
+            self._handles.append(module.register_forward_hook(
+                lambda mod, inp, out, k=k: out + self.delta(k, out)))
+        return self
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def meta(self) -> dict:
+        return {"adapter": asdict(self.cfg), "dim": self.dim, "sites": self.n_sites}
+
+
+def build(cfg: AdapterConfig, transformer) -> nn.Module:
+    """A new, zero-effect adapter for ``transformer`` (not yet attached)."""
+    if cfg.kind == "lora":
+        from .lora import LoraAdapter
+        return LoraAdapter(cfg, transformer)
+    return Adapter(cfg, transformer.config.hidden_size, len(sites(transformer)))
+
+
+def param_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+FORMAT = "styledrop-adapter/1"
+
+
+def save(path, adapter: nn.Module, base, info: dict) -> None:
+    """Safetensors with the adapter weights; metadata names the base, the adapter and the prompt."""
+    from .io import save_tensors
+    meta = adapter.meta() | {"format": FORMAT, "base_id": base.model_id(), "base_path": str(base.path)} | info
+    save_tensors(path, adapter.state_dict(), meta)
+
+
+def load(path, base) -> tuple[nn.Module, dict]:
+    """Load an adapter for ``base``; refuses one trained for another base or of the wrong shape."""
+    from .io import UserError, load_tensors
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not a styledrop adapter (no '{FORMAT}' metadata)")
+    if meta["base_id"] != base.model_id():
+        raise UserError(f"{path} was trained for base {meta['base_id']} ({meta.get('base_path')}), "
+                        f"but the base in use is {base.model_id()} ({base.path})")
+    try:
+        adapter = build(AdapterConfig(**meta["adapter"]), base.transformer)
+        adapter.load_state_dict(tensors)
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise UserError(f"{path}: adapter does not fit this base: {e}") from None
+    return adapter, meta

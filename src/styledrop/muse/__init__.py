@@ -1,0 +1,1 @@
+"""The Muse base: VQ tokenizer, text encoder, transformer G, masking schedule and sampler."""

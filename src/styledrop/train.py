@@ -1,0 +1,74 @@
+"""Adapter tuning: G frozen, a small adapter θ learns the reference image(s) under one caption.
+
+The loss is G's own masked-token cross-entropy (``masked_token_loss``). VQ tokens of the
+references (and of their mirror images) and the caption's text embedding are computed once
+before the loop; each step only runs G with the adapter attached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import adapters
+from .muse import stages
+from .muse.train_transformer import masked_token_loss
+from .oracle import to_tensor
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 400
+    batch: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+    mirror: bool = True  # also learn the left-right mirror of each reference
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch < 1:
+            raise ValueError(f"steps and batch must be at least 1, got {self.steps} and {self.batch}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+
+
+def caption_for(content: str, style: str) -> str:
+    """'a house' + 'in watercolor style' -> 'a house in watercolor style'."""
+    return " ".join(part.strip() for part in (content, style) if part and part.strip())
+
+
+@torch.no_grad()
+def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tensor:
+    x = to_tensor(images).to(base.device)
+    if mirror:
+        x = torch.cat([x, x.flip(-1)])
+    return base.vq.encode_indices(x).flatten(1)  # (R, N)
+
+
+def train_adapter(base, images: list[np.ndarray], caption: str, adapter_cfg: adapters.AdapterConfig,
+                  cfg: TrainConfig, ckpt=None, progress=None):
+    """Returns the trained adapter (detached from G)."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    tokens = reference_tokens(base, images, cfg.mirror)
+    hidden, pooled = base.encode_text([caption])
+    adapter = adapters.build(adapter_cfg, base.transformer).attach(base.transformer)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+
+    def step(i):
+        rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
+        loss = masked_token_loss(base.transformer, tokens[rows], hidden.expand(cfg.batch, -1, -1),
+                                 pooled.expand(cfg.batch, -1), base.mask_id, base.image_size, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    adapter.train()
+    try:
+        stages.run(model=adapter, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=100,
+                   warmup=min(50, cfg.steps // 10 + 1), progress=progress)
+    finally:
+        adapter.detach()
+    return adapter.eval()

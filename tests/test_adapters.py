@@ -1,0 +1,144 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UVit2DModel
+from PIL import Image
+
+from styledrop import adapters
+from styledrop.io import UserError
+from styledrop.muse import transformer as tr
+from styledrop.muse.sampler import guided_logits_fn
+
+from .tiny import tiny_base
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("tiny"))
+
+
+def _logits(base, ids, prompt="a fish"):
+    h, p = base.encode_text([prompt] * ids.shape[0])
+    return tr.logits(base.transformer, ids, h, p, base.image_size)
+
+
+def _randomise(adapter):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, 0.5)
+    return adapter
+
+
+@pytest.mark.parametrize("kind", ["bottleneck", "shared"])
+def test_new_adapter_leaves_g_unchanged(base, kind):
+    ids = torch.randint(0, base.mask_id + 1, (2, base.grid**2))
+    before = _logits(base, ids)
+    a = adapters.build(adapters.AdapterConfig(kind, 4), base.transformer).attach(base.transformer)
+    try:
+        assert torch.allclose(_logits(base, ids), before, atol=1e-6)
+        _randomise(a)
+        assert not torch.allclose(_logits(base, ids), before, atol=1e-3)
+    finally:
+        a.detach()
+    assert torch.allclose(_logits(base, ids), before, atol=1e-6)  # detach restores G
+
+
+def test_two_adapters_per_layer_each_with_its_own_weights(base):
+    a = adapters.build(adapters.AdapterConfig("bottleneck", 4), base.transformer)
+    layers = len(base.transformer.transformer_layers)
+    assert len(a.blocks) == 2 * layers
+    assert len({id(b.down.weight) for b in a.blocks}) == 2 * layers
+    # each site really uses its own block: perturbing the last one alone changes the output
+    ids = torch.randint(0, base.mask_id, (1, base.grid**2))
+    a.attach(base.transformer)
+    try:
+        before = _logits(base, ids)
+        with torch.no_grad():
+            a.blocks[-1].up.weight.normal_(0, 1.0)
+        assert not torch.allclose(_logits(base, ids), before, atol=1e-4)
+    finally:
+        a.detach()
+
+
+def test_adapter_is_under_one_percent_of_a_base_sized_g():
+    g = UVit2DModel(**tr.tiny_config(codebook_size=512, text_hidden=128, text_proj=128))
+    a = adapters.build(adapters.AdapterConfig("bottleneck", 8), g)
+    assert adapters.param_count(a) / sum(p.numel() for p in g.parameters()) < 0.01
+
+
+def test_batched_guidance_equals_separate_forwards(base):
+    a = _randomise(adapters.build(adapters.AdapterConfig("bottleneck", 4), base.transformer))
+    a.attach(base.transformer)
+    try:
+        ids = torch.randint(0, base.mask_id + 1, (3, base.grid**2))
+        kw = dict(lambda_b=5.0, adapter=a, lambda_a=1.5, negative="a cat")
+        one = guided_logits_fn(base, ["a fish"] * 3, **kw)(ids)
+        three = guided_logits_fn(base, ["a fish"] * 3, separate=True, **kw)(ids)
+        assert torch.allclose(one, three, atol=1e-4)
+        # and the formula itself: Ĝθ(t) + λA(Ĝθ(t) − G(t)) + λB(G(t) − G(n))
+        a.gate = None
+        at = _logits(base, ids)
+        a.gate = torch.zeros(3)
+        gt, gn = _logits(base, ids), _logits(base, ids, "a cat")
+        a.gate = None
+        assert torch.allclose(one, at + 1.5 * (at - gt) + 5.0 * (gt - gn), atol=1e-4)
+    finally:
+        a.detach()
+
+
+def test_training_lowers_the_loss_and_round_trips(cli, base, tmp_path):
+    from styledrop import world
+    from styledrop.train import TrainConfig, train_adapter
+    ref = world.sample(0, 0, [("fish", "pop_art")]).image
+    losses = []
+    a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig("bottleneck", 8),
+                      TrainConfig(steps=60, batch=4, lr=5e-3),
+                      progress=lambda i, n, lo: losses.append(lo["loss"]))
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    adapters.save(tmp_path / "a.safetensors", a, base, {"role": "style", "style": "in pop art style"})
+    b, meta = adapters.load(tmp_path / "a.safetensors", base)
+    assert meta["style"] == "in pop art style" and meta["adapter"]["kind"] == "bottleneck"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_adapter_for_another_base_is_refused(base, tmp_path):
+    a = adapters.build(adapters.AdapterConfig("bottleneck", 4), base.transformer)
+    adapters.save(tmp_path / "a.safetensors", a, base, {})
+    other = tiny_base(tmp_path / "other")  # same sizes, different weights
+    with torch.no_grad():
+        other.transformer.mlm_layer.conv1.weight.add_(1.0)
+    other.save(tmp_path / "other_saved")
+    from styledrop.muse.base import MuseBase
+    other = MuseBase.load(tmp_path / "other_saved")
+    with pytest.raises(UserError, match="trained for base"):
+        adapters.load(tmp_path / "a.safetensors", other)
+
+
+def test_train_and_sample_commands(cli, base, tmp_path):
+    ref = tmp_path / "ref.png"
+    grey = Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 80), dtype=np.uint8), "L")
+    grey.save(ref)  # grey and 100x80: converted and resized, with notes
+    out = tmp_path / "style.safetensors"
+    code, _, err = cli("train", "--image", ref, "--style", "in lava style", "--content", "a fish",
+                       "--out", out, "--steps", 2, "--batch", 2, "--base", base.path)
+    assert code == 0 and "converted L to RGB" in err and "resized 80x100" in err and out.is_file()
+    code, _, _ = cli("sample", "--adapter", out, "--prompt", "a boat", "--n", 2, "--steps", 2,
+                     "--out", tmp_path / "s", "--base", base.path)
+    rows = [json.loads(x) for x in (tmp_path / "s" / "metadata.jsonl").read_text().splitlines()]
+    assert code == 0 and rows[0]["prompt"] == "a boat in lava style" and len(rows) == 2
+
+
+def test_train_bad_input_leaves_output_untouched(cli, base, tmp_path):
+    out = tmp_path / "style.safetensors"
+    out.write_bytes(b"previous adapter")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    code, _, err = cli("train", "--image", bad, "--style", "in x style", "--out", out, "--base", base.path)
+    assert code == 2 and "cannot read image" in err and out.read_bytes() == b"previous adapter"
+    code, _, err = cli("train", "--image", tmp_path / "none.png", "--style", "s", "--out", out, "--base", base.path)
+    assert code == 2 and "not found" in err
+    code, _, err = cli("sample", "--adapter", out, "--prompt", "a boat", "--out", tmp_path / "s", "--base", base.path)
+    assert code == 2 and "not a valid safetensors" in err and not (tmp_path / "s").exists()
