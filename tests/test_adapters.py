@@ -32,7 +32,7 @@ def _randomise(adapter):
     return adapter
 
 
-@pytest.mark.parametrize("kind", ["bottleneck", "shared"])
+@pytest.mark.parametrize("kind", ["bottleneck", "shared", "lora"])
 def test_new_adapter_leaves_g_unchanged(base, kind):
     ids = torch.randint(0, base.mask_id + 1, (2, base.grid**2))
     before = _logits(base, ids)
@@ -63,14 +63,16 @@ def test_two_adapters_per_layer_each_with_its_own_weights(base):
         a.detach()
 
 
-def test_adapter_is_under_one_percent_of_a_base_sized_g():
+@pytest.mark.parametrize("kind,rank", [("bottleneck", 8), ("shared", 8), ("lora", 4)])
+def test_adapter_is_under_one_percent_of_a_base_sized_g(kind, rank):
     g = UVit2DModel(**tr.tiny_config(codebook_size=512, text_hidden=128, text_proj=128))
-    a = adapters.build(adapters.AdapterConfig("bottleneck", 8), g)
+    a = adapters.build(adapters.AdapterConfig(kind, rank), g)
     assert adapters.param_count(a) / sum(p.numel() for p in g.parameters()) < 0.01
 
 
-def test_batched_guidance_equals_separate_forwards(base):
-    a = _randomise(adapters.build(adapters.AdapterConfig("bottleneck", 4), base.transformer))
+@pytest.mark.parametrize("kind", ["bottleneck", "lora"])
+def test_batched_guidance_equals_separate_forwards(base, kind):
+    a = _randomise(adapters.build(adapters.AdapterConfig(kind, 4), base.transformer))
     a.attach(base.transformer)
     try:
         ids = torch.randint(0, base.mask_id + 1, (3, base.grid**2))
@@ -93,14 +95,15 @@ def test_training_lowers_the_loss_and_round_trips(cli, base, tmp_path):
     from styledrop import world
     from styledrop.train import TrainConfig, train_adapter
     ref = world.sample(0, 0, [("fish", "pop_art")]).image
-    losses = []
-    a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig("bottleneck", 8),
-                      TrainConfig(steps=60, batch=4, lr=5e-3),
-                      progress=lambda i, n, lo: losses.append(lo["loss"]))
-    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    for kind in ("bottleneck", "lora"):
+        losses = []
+        a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig(kind, 8),
+                          TrainConfig(steps=60, batch=4, lr=5e-3),
+                          progress=lambda i, n, lo: losses.append(lo["loss"]))
+        assert np.mean(losses[-10:]) < np.mean(losses[:10]), kind
     adapters.save(tmp_path / "a.safetensors", a, base, {"role": "style", "style": "in pop art style"})
     b, meta = adapters.load(tmp_path / "a.safetensors", base)
-    assert meta["style"] == "in pop art style" and meta["adapter"]["kind"] == "bottleneck"
+    assert meta["style"] == "in pop art style" and meta["adapter"]["kind"] == "lora"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 

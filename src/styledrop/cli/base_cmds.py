@@ -130,3 +130,24 @@ def evaluate_base(
                   f"clip_t {r.get('clip_t', float('nan')):.3f}  (n={r['n']})")
 
 
+
+
+@app.command()
+def bench(
+    n: int = typer.Option(16, help="Images per sampling run."),
+    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
+    repeats: int = typer.Option(2, help="Timed repeats (best is kept) after one warm-up."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+):
+    """Sampling speed with CFG, and 3-way batched vs separate adapter guidance (same outputs, ratio)."""
+    from ..bench import bench_sampling
+    from ..muse.base import MuseBase
+    r = bench_sampling(MuseBase.load(base), n, steps, repeats)
+    if as_json:
+        print(json.dumps(r))
+        return
+    err.print(f"CFG sampling: {r['cfg_images_per_s']:.2f} images/s ({n} images, {steps} steps, "
+              f"{r['threads']} threads)")
+    err.print(f"adapter guidance: batched {r['guided_batched_s']:.2f}s vs separate {r['guided_separate_s']:.2f}s "
+              f"= {r['guided_speedup']:.2f}x, same tokens: {r['guided_same_tokens']}")
