@@ -80,16 +80,20 @@ class MuseBase:
 
     # ------------------------------------------------------------------ disk
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, dtype=torch.float16) -> None:
+        """Write the aMUSEd layout. Weights are stored in ``dtype`` (half by default: the shipped base
+        must stay small) and cast back to float32 on load."""
         path = Path(path)
-        self.transformer.save_pretrained(path / "transformer")  # includes pos_embed.weight if attached
         vq = self.vq.vq if isinstance(self.vq, DiffusersVQ) else self.vq
-        vq.save_pretrained(path / "vqvae")
-        self.text_encoder.save_pretrained(path / "text_encoder")
+        parts = [(self.transformer, "transformer"), (vq, "vqvae"), (self.text_encoder, "text_encoder")]
+        if self.scorer is not None:
+            parts.append((self.scorer, "clip_scorer"))
+        for module, name in parts:  # transformer includes pos_embed.weight when attached
+            original = next(module.parameters()).dtype
+            module.to(dtype).save_pretrained(path / name)
+            module.to(original)
         self.tokenizer.save_pretrained(path / "tokenizer")
         AmusedScheduler(mask_token_id=self.mask_id, masking_schedule="cosine").save_pretrained(path / "scheduler")
-        if self.scorer is not None:
-            self.scorer.save_pretrained(path / "clip_scorer")
         write_json(path / "model_index.json", {
             "_class_name": "AmusedPipeline",
             "scheduler": ["diffusers", "AmusedScheduler"],
@@ -108,12 +112,12 @@ class MuseBase:
             text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
             vq_cls = json.loads((path / "vqvae" / "config.json").read_text()).get("_class_name", "VQModel")
             if vq_cls == "TinyVQModel":
-                vq = TinyVQModel.from_pretrained(path / "vqvae")
+                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=torch.float32)
             elif vq_cls == "VQModel":
-                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae"))
+                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=torch.float32))
             else:
                 raise UserError(f"{path / 'vqvae'}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
-            transformer = load_transformer(path / "transformer")
+            transformer = load_transformer(path / "transformer", dtype)
             sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         except UserError:
             raise
@@ -121,9 +125,7 @@ class MuseBase:
             raise UserError(f"cannot load base model from {path}: {e}") from None
         scorer = None
         if (path / "clip_scorer" / "config.json").is_file():
-            scorer = CLIPModel.from_pretrained(path / "clip_scorer").eval()
-        if dtype != torch.float32:
-            transformer.to(dtype)
+            scorer = CLIPModel.from_pretrained(path / "clip_scorer", dtype=torch.float32).eval()
         base = cls(tokenizer, text_encoder, vq, transformer, int(sched["mask_token_id"]), path, scorer)
         base.text_encoder.to(device)
         base.vq.to(device)
@@ -147,12 +149,12 @@ def check_layout(path: Path) -> None:
             raise UserError(f"{path / part} has no {name}")
 
 
-def load_transformer(folder: Path) -> UVit2DModel:
+def load_transformer(folder: Path, dtype=torch.float32) -> UVit2DModel:
     """UVit2DModel, with the tiny base's position table re-attached when the weights carry one."""
-    transformer = UVit2DModel.from_pretrained(folder)
+    transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype)
     pos = _position_table(folder)
     if pos is not None:
-        tr.add_position_embedding(transformer, pos.shape[-1], pos)
+        tr.add_position_embedding(transformer, pos.shape[-1], pos.to(dtype))
     return transformer
 
 

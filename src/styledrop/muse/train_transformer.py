@@ -24,7 +24,7 @@ from . import transformer as tr
 class TransformerTrainConfig:
     steps: int = 3000
     batch: int = 32
-    lr: float = 6e-4
+    lr: float = 8e-4
     images: int = 40000
     hidden: int = 256
     layers: int = 4
