@@ -22,7 +22,7 @@ from . import transformer as tr
 
 @dataclass(frozen=True)
 class TransformerTrainConfig:
-    steps: int = 3000
+    steps: int = 5000
     batch: int = 32
     lr: float = 8e-4
     images: int = 40000
