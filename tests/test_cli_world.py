@@ -42,3 +42,11 @@ def test_every_command_has_help(cli):
                  ["oracle", "classify", "--help"], ["oracle", "train", "--help"], ["demo", "--help"]):
         code, out, _ = cli(*args)
         assert code == 0 and "Usage" in out
+
+
+def test_demo_without_a_base_shows_the_world(cli, tmp_path, monkeypatch):
+    import styledrop.muse.base as base_mod
+    monkeypatch.setattr(base_mod, "DEFAULT_BASE", tmp_path / "no_base")
+    code, _, err = cli("demo", "--out", tmp_path / "demo")
+    assert code == 0 and "styledrop pretrain" in err
+    assert (tmp_path / "demo" / "world" / "grid.png").is_file()

@@ -120,3 +120,12 @@ def test_generate_command(cli, base, tmp_path):
     assert code == 2 and "empty prompt" in err and not (tmp_path / "h").exists()
     code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "h", "--base", tmp_path / "nope")
     assert code == 2 and "not found" in err
+
+
+def test_pretrain_reuses_finished_stages(tmp_path, base):
+    from styledrop.muse.pretrain import seed_work
+    work = base.path.parent / "work"  # the tiny pretrain's own work folder
+    fresh = tmp_path / "work"
+    assert seed_work(fresh, work) == ["vqvae", "tokenizer", "clip"]
+    assert seed_work(fresh, work) == []  # never overwrites
+    assert (fresh / "vqvae" / "config.json").is_file()

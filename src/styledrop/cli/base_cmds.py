@@ -41,6 +41,8 @@ def pretrain(
     g_steps: int = typer.Option(None, help="Transformer training steps."),
     stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
     threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
+    reuse: Optional[Path] = typer.Option(None, help="Folder of finished stages (vqvae/, tokenizer/, clip/) to start "
+                                         "from, e.g. pretrained_stages/ in this repository."),
 ):
     """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G."""
     from dataclasses import replace
@@ -53,6 +55,11 @@ def pretrain(
     if threads:
         import torch
         torch.set_num_threads(threads)
+    if reuse is not None:
+        from ..muse.pretrain import seed_work
+        if not reuse.is_dir():
+            fail(f"--reuse folder not found: {reuse}")
+        err.print(f"reusing finished stages from {reuse}: {', '.join(seed_work(work, reuse)) or 'none needed'}")
     cfg = PretrainConfig()
     if vq_steps:
         cfg = replace(cfg, vq=replace(cfg.vq, steps=vq_steps))

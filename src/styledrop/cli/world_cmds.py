@@ -117,11 +117,19 @@ def demo(
     a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles."""
     from ..evaluate import oracle_scores
     from ..io import save_png
+    from ..muse.base import DEFAULT_BASE
     from ..oracle import Oracles
     from .adapter_cmds import sample, train
     t = time.time()
     if style not in world.STYLE_NAMES:
         fail(f"unknown style {style!r}; expected one of {', '.join(world.STYLE_NAMES)}")
+    if not (DEFAULT_BASE / "model_index.json").is_file():
+        # no tiny base shipped yet: show what exists, the world and its oracles
+        world_cmd(out=out / "world", n=64, style=None, content=None, split=None, seed=0)
+        oracle_check(n=1000, seed=None, as_json=False)
+        err.print(f"no base model at {DEFAULT_BASE}: run `styledrop pretrain` to build it, then the demo trains "
+                  f"a style adapter. World demo done in {time.time() - t:.0f}s; open {out / 'world' / 'grid.png'}")
+        return
     ref = world.sample(0, 0, [("house", style)])
     save_png(out / "reference.png", ref.image)
     descriptor = "in " + world.STYLES[style].descriptor

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..io import load_tensors, save_tensors, write_json
@@ -31,6 +32,16 @@ class PretrainConfig:
 
 
 STAGES = ("vq", "clip", "transformer")
+
+
+def seed_work(work: Path, reuse: Path) -> list[str]:
+    """Copy finished stages (vqvae/, tokenizer/ + clip/) from ``reuse`` into ``work``; they are then skipped."""
+    copied = []
+    for part in ("vqvae", "tokenizer", "clip"):
+        if (reuse / part).is_dir() and not (work / part).exists():
+            shutil.copytree(reuse / part, work / part)
+            copied.append(part)
+    return copied
 
 
 def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: str | None = None) -> MuseBase | None:
@@ -55,9 +66,9 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     if only in ("vq", "clip"):
         return None
 
-    vq = TinyVQModel.from_pretrained(vq_dir).eval()
+    vq = TinyVQModel.from_pretrained(vq_dir, torch_dtype=torch.float32).eval()
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    clip = CLIPModel.from_pretrained(clip_dir).eval()
+    clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32).eval()
     text_encoder = text_encoder_of(clip)
 
     data = work / "tokens.safetensors"
