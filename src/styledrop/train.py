@@ -46,20 +46,23 @@ def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tens
     return base.vq.encode_indices(x).flatten(1)  # (R, N)
 
 
-def train_adapter(base, images: list[np.ndarray], caption: str, adapter_cfg: adapters.AdapterConfig,
+def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adapter_cfg: adapters.AdapterConfig,
                   cfg: TrainConfig, ckpt=None, progress=None):
-    """Returns the trained adapter (detached from G)."""
+    """Returns the trained adapter (detached from G). ``caption`` is one caption for every image, or
+    one per image (round 2 of feedback trains on images made for different prompts)."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
+    captions = [caption] * len(images) if isinstance(caption, str) else list(caption)
+    assert len(captions) == len(images)
     tokens = reference_tokens(base, images, cfg.mirror)
-    hidden, pooled = base.encode_text([caption])
+    hidden, pooled = base.encode_text(captions * (2 if cfg.mirror else 1))  # row k captions token row k
     adapter = adapters.build(adapter_cfg, base.transformer).attach(base.transformer)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
 
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
-        loss = masked_token_loss(base.transformer, tokens[rows], hidden.expand(cfg.batch, -1, -1),
-                                 pooled.expand(cfg.batch, -1), base.mask_id, base.image_size, g)
+        loss = masked_token_loss(base.transformer, tokens[rows], hidden[rows], pooled[rows],
+                                 base.mask_id, base.image_size, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

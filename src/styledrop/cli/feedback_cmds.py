@@ -1,0 +1,78 @@
+"""``styledrop feedback``: round 2 (and more) of StyleDrop with CLIP, oracle, random or manual selection."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .base_cmds import BASE_HELP
+from .common import app, err, fail, jsonl, png_bytes
+
+
+@app.command()
+def feedback(
+    adapter: Path = typer.Option(..., help="Round-1 style adapter (from `styledrop train`)."),
+    out: Path = typer.Option(..., help="The new adapter (last round) to write."),
+    select: str = typer.Option("clip", help="clip | oracle (stands in for a person) | random | manual."),
+    prompts: int = typer.Option(30, help="Content prompts per round (the paper: 30)."),
+    per_prompt: int = typer.Option(16, help="Images per prompt (the paper: 64)."),
+    keep: int = typer.Option(10, help="At most this many images kept by oracle selection."),
+    ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
+    clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
+    rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
+    steps: int = typer.Option(400, help="Training steps of each new adapter."),
+    lambda_a: float = typer.Option(1.0, help="Adapter guidance λA when generating candidates."),
+    lambda_b: float = typer.Option(5.0, help="Text guidance λB when generating candidates."),
+    seed: int = typer.Option(0, help="Seed of candidates and training."),
+    runs: Optional[Path] = typer.Option(None, help="Where every round's images, scores and choices go "
+                                        "(default: OUT's name + '.rounds/')."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+):
+    """Generate with the adapter, keep the good images, train a new adapter on reference + kept images."""
+    from .. import adapters, world
+    from ..feedback import FeedbackConfig, feedback_rounds
+    from ..io import load_image, staged_dir
+    from ..muse.base import MuseBase
+    from ..oracle import Oracles
+    from ..train import TrainConfig
+    try:
+        cfg = FeedbackConfig(select=select, prompts=prompts, per_prompt=per_prompt, keep=keep,
+                             clip_i_weight=clip_i_weight, lambda_a=lambda_a, lambda_b=lambda_b, seed=seed)
+        manual = [int(x) for x in ids.split(",") if x.strip()] if ids else None
+        train_cfg = TrainConfig(steps=steps, seed=seed)
+    except ValueError as e:
+        fail(str(e))
+    if select == "manual" and not manual:
+        fail("--select manual needs --ids, e.g. --ids 3,17,40")
+    if rounds < 1:
+        fail(f"--rounds must be at least 1, got {rounds}")
+    model = MuseBase.load(base)
+    theta, meta = adapters.load(adapter, model)
+    if meta.get("role", "style") != "style":
+        err.print(f"warning: {adapter} is a {meta.get('role')} adapter, not a style adapter")
+    references = [load_image(p)[0] for p in meta["train"]["images"]]
+    runs = runs or out.with_name(out.name + ".rounds")
+    t = time.time()
+
+    def on_round(k, new, record):
+        files = {f"{i:04d}.png": png_bytes(im) for i, im in enumerate(record["images"])}
+        files["grid.png"] = png_bytes(world.grid(list(record["images"]), cols=per_prompt))
+        kept = set(record["kept"])
+        files["scores.jsonl"] = jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])
+        staged_dir(runs / f"round{k}", files)
+        info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": str(adapter)},
+                       "train": meta["train"] | {"steps": steps, "captions": record["captions"]}}
+        adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
+        err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
+                  f"{time.time() - t:.0f}s so far")
+        nonlocal last_info
+        last_info = info
+
+    last_info = meta
+    err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each")
+    final = feedback_rounds(model, Oracles.load(), theta, meta, references, cfg, train_cfg, rounds, manual, on_round)
+    adapters.save(out, final, model, last_info)
+    err.print(f"wrote {out}; rounds in {runs}")
