@@ -36,7 +36,7 @@ def train(
     steps: int = typer.Option(400, help="Training steps."),
     lr: float = typer.Option(2e-3, help="Learning rate."),
     batch: int = typer.Option(8, help="Batch size (references are repeated and masked differently)."),
-    rank: int = typer.Option(8, help="Adapter bottleneck width (or LoRA rank)."),
+    rank: Optional[int] = typer.Option(None, help="Bottleneck width (default 8) or LoRA rank (default 4): <1% of G."),
     adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora."),
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
@@ -51,6 +51,7 @@ def train(
     descriptor = style or (f"in {token} style" if token else None)
     if not descriptor:
         fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
+    rank = rank or (4 if adapter == "lora" else 8)
     try:
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
