@@ -1,6 +1,6 @@
 """StyleDrop on every held-out style, each from ONE 64x64 reference: train, then evaluate vs the base.
 
-    python benchmarks/heldout_styles.py [--steps 300] [--lambda-a 1] [--lambda-b 5] [--out runs/heldout]
+    python benchmarks/heldout_styles.py [--steps 300] [--lambda-a 0.5] [--lambda-b 1.5] [--out runs/heldout]
 
 Prints one row per style (adapter vs base on the same prompts) and writes report.json and the grids.
 """
@@ -18,7 +18,7 @@ from styledrop import adapters, world
 from styledrop.evaluate import evaluate_style
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
-from styledrop.muse.sampler import SampleConfig
+from styledrop.muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from styledrop.oracle import Oracles
 from styledrop.train import TrainConfig, train_adapter
 
@@ -29,8 +29,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--kind", default="bottleneck")
-    ap.add_argument("--lambda-a", type=float, default=1.0)
-    ap.add_argument("--lambda-b", type=float, default=5.0)
+    ap.add_argument("--lambda-a", type=float, default=DEFAULT_LAMBDA_A)
+    ap.add_argument("--lambda-b", type=float, default=DEFAULT_LAMBDA_B)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--reference-content", default="house")
     ap.add_argument("--styles", nargs="*", default=list(world.HELDOUT_STYLES))

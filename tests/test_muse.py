@@ -129,3 +129,13 @@ def test_pretrain_reuses_finished_stages(tmp_path, base):
     assert seed_work(fresh, work) == ["vqvae", "tokenizer", "clip"]
     assert seed_work(fresh, work) == []  # never overwrites
     assert (fresh / "vqvae" / "config.json").is_file()
+
+
+def test_evaluate_base_and_bench_commands(cli, base):
+    code, out, _ = cli("evaluate", "base", "--per-group", 2, "--steps", 2, "--base", base.path, "--json")
+    report = json.loads(out)
+    assert code == 0 and set(report) == {"pretrain", "heldout_pair", "heldout_style"}
+    assert all(0 <= r["content_acc"] <= 1 and "clip_t" in r and r["n"] == 2 for r in report.values())
+    code, out, _ = cli("bench", "--n", 2, "--steps", 2, "--repeats", 1, "--base", base.path, "--json")
+    r = json.loads(out)
+    assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0

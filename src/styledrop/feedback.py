@@ -22,7 +22,7 @@ import torch
 
 from . import world
 from .evaluate import clip_i, clip_t, style_prompt
-from .muse.sampler import SampleConfig, generate, guided_logits_fn
+from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
 from .oracle import Oracles
 from .train import TrainConfig, train_adapter
 
@@ -36,8 +36,8 @@ class FeedbackConfig:
     per_prompt: int = 16
     keep: int = 10  # at most, for oracle selection
     clip_i_weight: float = 0.0
-    lambda_a: float = 1.0
-    lambda_b: float = 5.0
+    lambda_a: float = DEFAULT_LAMBDA_A
+    lambda_b: float = DEFAULT_LAMBDA_B
     steps: int = 12
     seed: int = 0
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from .base_cmds import BASE_HELP, sample_config, write_images
 from .common import app, err, evaluate_app, fail, progress_bar
 
@@ -90,8 +91,8 @@ def sample(
     n: int = typer.Option(8, help="Images per prompt."),
     seed: int = typer.Option(0, help="Image i uses seed + i."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    lambda_a: float = typer.Option(1.0, help="Adapter guidance λA (paper: 0-2; ~5 collapses onto the reference)."),
-    lambda_b: float = typer.Option(5.0, help="Text guidance λB (paper: 5)."),
+    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA (paper: 0-2)."),
+    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB (paper: 5 on Muse)."),
     negative_prompt: str = typer.Option("", help="Negative prompt n (default: the empty prompt)."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
 ):
@@ -125,8 +126,8 @@ def evaluate_style(
     reference: Optional[Path] = typer.Option(None, help="Reference image (default: the first one it was trained on)."),
     seeds: int = typer.Option(4, help="Seeds per content."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    lambda_a: float = typer.Option(1.0, help="Adapter guidance λA."),
-    lambda_b: float = typer.Option(5.0, help="Text guidance λB."),
+    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
+    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from .base_cmds import BASE_HELP
 from .common import app, err, fail, jsonl, png_bytes
 
@@ -24,8 +25,8 @@ def feedback(
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
     steps: int = typer.Option(400, help="Training steps of each new adapter."),
-    lambda_a: float = typer.Option(1.0, help="Adapter guidance λA when generating candidates."),
-    lambda_b: float = typer.Option(5.0, help="Text guidance λB when generating candidates."),
+    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA when generating candidates."),
+    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB when generating candidates."),
     seed: int = typer.Option(0, help="Seed of candidates and training."),
     runs: Optional[Path] = typer.Option(None, help="Where every round's images, scores and choices go "
                                         "(default: OUT's name + '.rounds/')."),

@@ -118,6 +118,7 @@ def demo(
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE
+    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
     from ..oracle import Oracles
     from .adapter_cmds import sample, train
     t = time.time()
@@ -138,7 +139,8 @@ def demo(
           content="a house", steps=steps, lr=2e-3, batch=8, rank=8, adapter="bottleneck", seed=0, base=None)
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(adapter=out / "style.safetensors", out=out / "samples", prompt=[world.caption(c, None) for c in contents],
-           prompts=None, n=2, seed=0, steps=12, lambda_a=1.0, lambda_b=5.0, negative_prompt="", base=None)
+           prompts=None, n=2, seed=0, steps=12, lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B,
+           negative_prompt="", base=None)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
     wanted = [c for c in contents for _ in range(2)]
