@@ -22,6 +22,7 @@ class VQTrainConfig:
     channels: int = 32
     code_dim: int = 32
     codebook_size: int = 512
+    levels: int = 2  # 16x16 tokens
     seed: int = 1
 
 
@@ -38,7 +39,8 @@ def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> TinyVQModel:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size)
+    vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size,
+                     levels=cfg.levels)
     opt = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, weight_decay=0.0)
     choices = world.pairs("pretrain")
     usage = torch.zeros(cfg.codebook_size)

@@ -33,27 +33,30 @@ class TinyVQModel(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, *, channels: int = 32, code_dim: int = 32, codebook_size: int = 512,
-                 num_res_blocks: int = 2, sample_size: int = 64):
+                 num_res_blocks: int = 2, sample_size: int = 64, levels: int = 2):
         super().__init__()
-        ch, ch2, ch4 = channels, channels * 2, channels * 4  # at 64x64, 32x32, 16x16
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, ch, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(ch, ch2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(ch2, ch4, 4, stride=2, padding=1),
-            *[ResBlock(ch4) for _ in range(num_res_blocks)], nn.ReLU(),
-            nn.Conv2d(ch4, code_dim, 1),
-        )
+        # each level halves the grid: 2 levels -> 16x16 tokens of 4x4 px, 3 levels -> 8x8 tokens of 8x8 px
+        widths = [channels * min(2 ** (i + 1), 4) for i in range(levels)]  # 64, 128, 128, ...
+        enc, prev = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU()], channels
+        for i, w in enumerate(widths):
+            enc.append(nn.Conv2d(prev, w, 4, stride=2, padding=1))
+            enc += [nn.ReLU()] if i < levels - 1 else []
+            prev = w
+        enc += [*[ResBlock(prev) for _ in range(num_res_blocks)], nn.ReLU(), nn.Conv2d(prev, code_dim, 1)]
+        self.encoder = nn.Sequential(*enc)
         self.codebook = nn.Embedding(codebook_size, code_dim)
         nn.init.normal_(self.codebook.weight)
-        self.decoder = nn.Sequential(
-            nn.Conv2d(code_dim, ch4, 3, padding=1),
-            *[ResBlock(ch4) for _ in range(num_res_blocks)], nn.ReLU(),
-            nn.ConvTranspose2d(ch4, ch2, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(ch2, ch, 4, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(ch, 3, 3, padding=1),
-        )
+        dec = [nn.Conv2d(code_dim, prev, 3, padding=1), *[ResBlock(prev) for _ in range(num_res_blocks)], nn.ReLU()]
+        for w in reversed([channels] + widths[:-1]):
+            dec += [nn.ConvTranspose2d(prev, w, 4, stride=2, padding=1), nn.ReLU()]
+            prev = w
+        dec.append(nn.Conv2d(channels, 3, 3, padding=1))
+        self.decoder = nn.Sequential(*dec)
 
-    scale = 4  # pixels per token side
+    @property
+    def scale(self) -> int:
+        """Pixels per token side."""
+        return 2 ** self.config.levels
 
     @property
     def codebook_size(self) -> int:
