@@ -13,6 +13,7 @@ that is how adapter-guided sampling runs Ĝθ(t), G(t) and G(n) in one forward c
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -112,6 +113,16 @@ def build(cfg: AdapterConfig, transformer) -> nn.Module:
         from .lora import LoraAdapter
         return LoraAdapter(cfg, transformer)
     return Adapter(cfg, transformer.config.hidden_size, len(sites(transformer)))
+
+
+@contextmanager
+def attached(adapter: nn.Module, transformer):
+    """``with attached(theta, G):`` G runs with the adapter inside the block, and without it after."""
+    adapter.attach(transformer)
+    try:
+        yield adapter
+    finally:
+        adapter.detach()
 
 
 def param_count(module: nn.Module) -> int:

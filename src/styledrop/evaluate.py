@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import world
+from .adapters import attached
 from .muse.sampler import SampleConfig, generate
 from .muse.text import tokenize
 from .oracle import Oracles, to_tensor
@@ -128,11 +131,8 @@ def evaluate_style(base, oracles: Oracles, adapter, meta: dict, reference: np.nd
         ("adapter", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)),
         ("base", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b)),
     ):
-        adapter.attach(base.transformer) if name == "adapter" else None
-        try:
+        with attached(adapter, base.transformer) if name == "adapter" else nullcontext():
             images = generate(base, prompts, cfg, logits_fn_for=fn_for)
-        finally:
-            adapter.detach() if name == "adapter" else None
         preds = oracles.classify(list(images))
         r = {
             "style_acc": float(np.mean([p["style"] == ref["style"] for p in preds])),

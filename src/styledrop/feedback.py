@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import world
+from .adapters import attached
 from .evaluate import clip_i, clip_t, style_prompt
 from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
 from .oracle import Oracles
@@ -56,12 +57,9 @@ def content_prompts(n: int, exclude: str | None) -> list[tuple[str, str]]:
 
 def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg: FeedbackConfig) -> np.ndarray:
     full = [style_prompt(p, descriptor) for p in prompts for _ in range(cfg.per_prompt)]
-    adapter.attach(base.transformer)
-    try:
+    with attached(adapter, base.transformer):
         return generate(base, full, SampleConfig(steps=cfg.steps, seed=cfg.seed), logits_fn_for=lambda ps:
                         guided_logits_fn(base, ps, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a))
-    finally:
-        adapter.detach()
 
 
 def score(base, oracles: Oracles, images: np.ndarray, prompts: list[str], per_prompt: int,

@@ -108,11 +108,10 @@ def sample(
     model = MuseBase.load(base)
     theta, meta = adapters.load(adapter, model)
     full = [style_prompt(p, meta.get("style", "")) for p in texts for _ in range(n)]
-    theta.attach(model.transformer)
     t = time.time()
-    images = generate(model, full, cfg, logits_fn_for=lambda ps: guided_logits_fn(
-        model, ps, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a))
-    theta.detach()
+    with adapters.attached(theta, model.transformer):
+        images = generate(model, full, cfg, logits_fn_for=lambda ps: guided_logits_fn(
+            model, ps, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a))
     settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "negative_prompt": negative_prompt,
                 "adapter": str(adapter), "base_id": model.model_id()}
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(full)]

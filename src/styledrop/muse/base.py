@@ -67,9 +67,7 @@ class MuseBase:
     def encode_empty(self, batch: int):
         """Text embedding of the empty prompt (the unconditional branch of guidance), cached."""
         if "" not in self._uncond:
-            ids = torch.tensor([self.tokenizer("", padding="max_length")["input_ids"]], device=self.device)
-            out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
-            self._uncond[""] = (out.hidden_states[-2].detach(), out.text_embeds.detach())
+            self._uncond[""] = encode_text(self.text_encoder, self.tokenizer, [""], allow_empty=True)
         h, p = self._uncond[""]
         return h.expand(batch, -1, -1), p.expand(batch, -1)
 

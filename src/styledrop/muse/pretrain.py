@@ -7,6 +7,7 @@ in aMUSEd's layout to a temporary folder and renamed onto ``out`` at the end.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,9 +99,9 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
 
 def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
     """The text tower and its projection of a CLIPModel, as the CLIPTextModelWithProjection aMUSEd uses."""
-    te = CLIPTextModelWithProjection(clip.config.text_config)
-    te.config.projection_dim = clip.config.projection_dim
-    te = CLIPTextModelWithProjection(te.config)
+    config = copy.deepcopy(clip.config.text_config)
+    config.projection_dim = clip.config.projection_dim
+    te = CLIPTextModelWithProjection(config)
     te.text_model.load_state_dict(clip.text_model.state_dict())
     te.text_projection.load_state_dict(clip.text_projection.state_dict())
     return te.eval()

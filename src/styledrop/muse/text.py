@@ -55,10 +55,11 @@ def build_tokenizer(vocab_size: int = 1024, max_length: int = 32) -> CLIPTokeniz
     return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=max_length)
 
 
-def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
-    """Token ids (B, max_length), padded; warns when a prompt is cut, refuses empty prompts."""
+def tokenize(tokenizer, prompts: list[str], allow_empty: bool = False) -> torch.Tensor:
+    """Token ids (B, max_length), padded; warns when a prompt is cut. Empty prompts are refused unless
+    ``allow_empty`` (the unconditional branch of guidance and caption dropout use "")."""
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not isinstance(p, str) or (not allow_empty and not p.strip()):
             raise UserError("empty prompt: give some text, e.g. --prompt 'a fish'")
     n = tokenizer.model_max_length
     ids = tokenizer(prompts, padding="max_length", truncation=False, return_tensors=None)["input_ids"]
@@ -73,8 +74,9 @@ def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_text(text_encoder, tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_text(text_encoder, tokenizer, prompts: list[str],
+                allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states (B, L, D) from the penultimate layer, pooled projection (B, P)), as aMUSEd does."""
-    ids = tokenize(tokenizer, prompts).to(text_encoder.device)
+    ids = tokenize(tokenizer, prompts, allow_empty).to(text_encoder.device)
     out = text_encoder(ids, return_dict=True, output_hidden_states=True)
     return out.hidden_states[-2], out.text_embeds

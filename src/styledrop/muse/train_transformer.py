@@ -18,6 +18,7 @@ from .. import world
 from ..oracle import to_tensor
 from . import schedule, stages
 from . import transformer as tr
+from .text import encode_text
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,9 @@ def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None):
 @torch.no_grad()
 def caption_table(text_encoder, tokenizer, captions: list[str]):
     """Frozen text embeddings of each distinct caption ('' = unconditional): (hidden, pooled)."""
-    from .text import tokenize
-    hs, ps = [], []
-    for i in range(0, len(captions), 256):
-        chunk = captions[i:i + 256]
-        ids = torch.cat([tokenize(tokenizer, [c]) if c else
-                         torch.tensor([tokenizer("", padding="max_length")["input_ids"]]) for c in chunk])
-        out = text_encoder(ids, return_dict=True, output_hidden_states=True)
-        hs.append(out.hidden_states[-2])
-        ps.append(out.text_embeds)
-    return torch.cat(hs), torch.cat(ps)
+    chunks = [encode_text(text_encoder, tokenizer, captions[i:i + 256], allow_empty=True)
+              for i in range(0, len(captions), 256)]
+    return torch.cat([h for h, _ in chunks]), torch.cat([p for _, p in chunks])
 
 
 def autocast(enabled: bool):
