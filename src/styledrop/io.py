@@ -5,6 +5,7 @@ Only safetensors and JSON are ever loaded, never pickles: a user's file cannot r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -74,12 +75,20 @@ def read_json(path) -> dict:
 
 
 def load_image(path, size: int = 64) -> tuple[np.ndarray, list[str]]:
-    """Read any image as (size, size, 3) uint8 RGB; returns it with notes on what was converted."""
+    """Read any image file as (size, size, 3) uint8 RGB; returns it with notes on what was converted."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image not found: {path}")
+    with open(path, "rb") as f:
+        return decode_image(f, str(path), size)
+
+
+def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[str]]:
+    """Like :func:`load_image`, from bytes or an open binary file; ``label`` names it in errors."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             notes = []
             if im.mode != "RGB":
@@ -93,8 +102,8 @@ def load_image(path, size: int = 64) -> tuple[np.ndarray, list[str]]:
                 notes.append(f"resized {im.size[0]}x{im.size[1]} to {size}x{size}")
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(im, np.uint8).copy(), notes
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read image {label}: {e}") from None
 
 
 def save_png(path, image: np.ndarray) -> None:

@@ -1,0 +1,36 @@
+"""``styledrop ui``: the whole StyleDrop workflow in a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .base_cmds import BASE_HELP
+from .common import app, err, fail
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
+    port: int = typer.Option(7860, help="Port."),
+    workdir: Path = typer.Option(Path("runs/ui"), help="Folder for uploads, generated images and adapters."),
+    adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+):
+    """Web app: upload references, train with a live progress bar, generate, tick good images, round 2, download."""
+    import uvicorn
+
+    from ..muse.base import MuseBase
+    from ..ui.app import create_app
+    from ..ui.studio import Studio
+    if adapter not in ("bottleneck", "shared", "lora"):
+        fail(f"unknown adapter kind {adapter!r}; expected bottleneck, shared or lora")
+    if not 0 < port < 65536:
+        fail(f"port must be in 1..65535, got {port}")
+    studio = Studio(MuseBase.load(base), workdir, adapter)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
+    err.print(f"styledrop ui on http://{host}:{port} (work folder {workdir})")
+    uvicorn.run(create_app(studio), host=host, port=port, log_level="warning")

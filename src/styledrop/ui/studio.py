@@ -1,0 +1,174 @@
+"""The workflow behind the web UI, with no web in it: references -> train -> generate -> tick -> round 2.
+
+One ``Studio`` per server. G is shared by everything (an adapter attaches hooks to it), so one
+lock guards the model: a second training, or a generation while a training runs, is refused
+with ``Busy`` instead of waiting or corrupting the run. Training runs in a thread so the page
+can poll its progress; every finished round is saved as its own adapter file.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import adapters
+from ..evaluate import style_prompt
+from ..io import UserError, decode_image, save_png
+from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
+from ..train import TrainConfig, caption_for, train_adapter
+
+MAX_REFERENCES = 16
+MAX_IMAGES_PER_CALL = 64
+
+
+class Busy(UserError):
+    """The model is in use by a training; the caller should retry later."""
+
+
+@dataclass
+class Job:
+    kind: str  # "round 1", "round 2", ...
+    total: int
+    step: int = 0
+    loss: float | None = None
+    state: str = "running"  # running | done | failed
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+class Studio:
+    def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8, lr: float = 2e-3):
+        self.base, self.dir = base, Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.adapter_cfg = adapters.AdapterConfig(adapter_kind, 4 if adapter_kind == "lora" else 8)
+        self.batch, self.lr = batch, lr
+        self.references: list[np.ndarray] = []
+        self.descriptor = ""
+        self.content = ""
+        self.adapter = None
+        self.adapter_file: Path | None = None
+        self.round = 0
+        self.images: list[dict] = []  # every generated image: {"id", "prompt", "file"}
+        self.job: Job | None = None
+        self._model = threading.Lock()  # G + attached adapter: one user at a time
+        self._state = threading.Lock()  # short critical sections on the lists above
+
+    # references -------------------------------------------------------------------------------
+    def add_references(self, files: list[tuple[str, bytes]]) -> list[str]:
+        """Decode every file first; add them only if all are images (one bad file adds nothing)."""
+        if not files:
+            raise UserError("no file uploaded")
+        decoded, notes = [], []
+        for name, data in files:
+            image, why = decode_image(data, repr(name), self.base.image_size)
+            decoded.append(image)
+            notes += [f"{name}: {n}" for n in why]
+        with self._state:
+            if len(self.references) + len(decoded) > MAX_REFERENCES:
+                raise UserError(f"at most {MAX_REFERENCES} reference images")
+            self.references += decoded
+            for i, im in enumerate(decoded, start=len(self.references) - len(decoded)):
+                save_png(self.dir / "references" / f"{i}.png", im)
+        return notes
+
+    def clear_references(self) -> None:
+        with self._state:
+            self.references = []
+
+    # training ---------------------------------------------------------------------------------
+    def start_training(self, descriptor: str, content: str = "", steps: int = 200,
+                       chosen: list[int] | None = None) -> Job:
+        """Round 1 on the references (``chosen`` None), or the next round on references + chosen images."""
+        descriptor = descriptor.strip()
+        if not self.references:
+            raise UserError("upload at least one reference image first")
+        if not descriptor:
+            raise UserError("type a style descriptor, e.g. 'in watercolor style'")
+        if not 1 <= steps <= 5000:
+            raise UserError(f"steps must be in 1..5000, got {steps}")
+        known = {r["id"]: r for r in self.images}
+        if chosen is not None:
+            if self.adapter is None:
+                raise UserError("train round 1 before round 2")
+            if not chosen:
+                raise UserError("tick at least one good image for the next round")
+            missing = [i for i in chosen if i not in known]
+            if missing:
+                raise UserError(f"unknown image ids: {missing}")
+        if not self._model.acquire(blocking=False):
+            raise Busy("a training is already running; wait for it to finish")
+        try:
+            images = list(self.references)
+            captions = [caption_for(content, descriptor)] * len(images)
+            for i in sorted(set(chosen or [])):
+                row = known[i]
+                images.append(decode_image((self.dir / row["file"]).read_bytes(), row["file"])[0])
+                captions.append(style_prompt(row["prompt"], descriptor))
+            job = Job(kind=f"round {self.round + 1 if chosen is not None else 1}", total=steps)
+            self.job = job
+            thread = threading.Thread(target=self._train, args=(job, images, captions, descriptor, content, steps),
+                                      daemon=True)
+            thread.start()
+        except BaseException:
+            self._model.release()
+            raise
+        return job
+
+    def _train(self, job: Job, images, captions, descriptor, content, steps) -> None:
+        try:
+            def progress(i, n, losses):
+                job.step, job.loss = i, losses["loss"]
+
+            theta = train_adapter(self.base, images, captions, self.adapter_cfg,
+                                  TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress)
+            number = int(job.kind.split()[-1])
+            path = self.dir / f"adapter-round{number}.safetensors"
+            adapters.save(path, theta, self.base, {
+                "role": "style", "style": descriptor, "content": content, "caption": captions[0],
+                "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "round": number,
+                          "images": len(images), "ui": True}})
+            self.adapter, self.adapter_file, self.round = theta, path, number
+            self.descriptor, self.content = descriptor, content
+            job.state = "done"
+        except Exception as e:  # shown on the page; the previous adapter stays in place
+            job.state, job.error = "failed", str(e)
+        finally:
+            self._model.release()
+
+    # sampling ---------------------------------------------------------------------------------
+    def generate(self, prompt: str, n: int = 8, seed: int = 0, lambda_a: float = DEFAULT_LAMBDA_A,
+                 lambda_b: float = DEFAULT_LAMBDA_B, steps: int = 12) -> list[dict]:
+        prompt = prompt.strip()
+        if not prompt:
+            raise UserError("type a prompt, e.g. 'a boat'")
+        if not 1 <= n <= MAX_IMAGES_PER_CALL:
+            raise UserError(f"number of images must be in 1..{MAX_IMAGES_PER_CALL}, got {n}")
+        if self.adapter is None:
+            raise UserError("train an adapter first")
+        if not self._model.acquire(blocking=False):
+            raise Busy("the model is busy training; generate when the training has finished")
+        try:
+            full = style_prompt(prompt, self.descriptor)
+            cfg = SampleConfig(steps=steps, seed=seed)
+            with adapters.attached(self.adapter, self.base.transformer):
+                images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: guided_logits_fn(
+                    self.base, ps, lambda_b=lambda_b, adapter=self.adapter, lambda_a=lambda_a))
+        finally:
+            self._model.release()
+        rows = []
+        with self._state:
+            for im in images:
+                row = {"id": len(self.images), "prompt": prompt, "file": f"images/{len(self.images)}.png"}
+                save_png(self.dir / row["file"], im)
+                self.images.append(row)
+                rows.append(row)
+        return rows
+
+    def status(self) -> dict:
+        return {"references": len(self.references), "round": self.round, "descriptor": self.descriptor,
+                "adapter": self.adapter_file.name if self.adapter_file else None,
+                "job": asdict(self.job) if self.job else None}

@@ -1,0 +1,187 @@
+"""The web UI: the workflow over HTTP, and the whole of it driven in headless Chromium."""
+
+import io
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from styledrop import adapters, world
+from styledrop.io import load_tensors
+from styledrop.ui.app import create_app
+from styledrop.ui.studio import Studio
+
+from .tiny import tiny_base
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("tiny"))
+
+
+def _png(size=64, mode="RGB") -> bytes:
+    image = Image.fromarray(world.render("fish", "pop_art", np.random.default_rng(0)))
+    buf = io.BytesIO()
+    image.resize((size, size)).convert(mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _wait_job(client, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        job = client.get("/api/status").json()["job"]
+        if job["state"] != "running":
+            return job
+        time.sleep(0.05)
+    raise AssertionError("training did not finish")
+
+
+def test_workflow_over_http(base, tmp_path):
+    studio = Studio(base, tmp_path / "ui")
+    client = TestClient(create_app(studio))
+    assert "styledrop" in client.get("/").text
+
+    # bad input: nothing to train on, then a file that is not an image -> 400, nothing added
+    r = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 3})
+    assert r.status_code == 400 and "reference" in r.json()["error"]
+    r = client.post("/api/references", files=[("files", ("notes.txt", b"hello", "text/plain"))])
+    assert r.status_code == 400 and "notes.txt" in r.json()["error"]
+    r = client.post("/api/references", files=[("files", ("ok.png", _png(), "image/png")),
+                                              ("files", ("bad.png", b"\x89PNG broken", "image/png"))])
+    assert r.status_code == 400 and studio.references == []
+    # a grey 100x100 image is converted and resized, with notes
+    r = client.post("/api/references", files=[("files", ("ref.png", _png(100, "L"), "image/png"))])
+    assert r.status_code == 200 and r.json()["references"] == 1
+    assert any("resized" in n for n in r.json()["notes"]) and any("converted L" in n for n in r.json()["notes"])
+    assert client.get("/api/references/0.png").headers["content-type"] == "image/png"
+
+    assert client.post("/api/generate", json={"prompt": "a boat"}).status_code == 400  # no adapter yet
+    assert client.post("/api/train", json={"descriptor": " ", "steps": 3}).status_code == 400
+    r = client.post("/api/train", json={"descriptor": "in pop art style", "content": "a fish", "steps": 3})
+    assert r.status_code == 202
+    job = _wait_job(client)
+    assert job["state"] == "done" and job["step"] == 3 and job["loss"] is not None
+
+    r = client.post("/api/generate", json={"prompt": "a boat", "n": 3, "seed": 1})
+    ids = [im["id"] for im in r.json()["images"]]
+    assert r.status_code == 200 and ids == [0, 1, 2]
+    png = client.get(r.json()["images"][0]["url"])
+    assert Image.open(io.BytesIO(png.content)).size == (base.image_size, base.image_size)
+    assert client.post("/api/generate", json={"prompt": ""}).status_code == 400
+
+    assert client.post("/api/round2", json={"ids": [], "steps": 3}).status_code == 400
+    assert "unknown image ids" in client.post("/api/round2", json={"ids": [42], "steps": 3}).json()["error"]
+    assert client.post("/api/round2", json={"ids": [0, 2], "steps": 3}).status_code == 202
+    assert _wait_job(client)["kind"] == "round 2"
+    r = client.get("/api/adapter")
+    assert r.status_code == 200 and "round2" in r.headers["content-disposition"]
+    path = tmp_path / "downloaded.safetensors"
+    path.write_bytes(r.content)
+    theta, meta = adapters.load(path, base)
+    assert meta["train"]["round"] == 2 and meta["train"]["images"] == 3 and meta["style"] == "in pop art style"
+
+
+def test_second_training_is_refused_while_one_runs(base, tmp_path):
+    studio = Studio(base, tmp_path / "ui")
+    client = TestClient(create_app(studio))
+    client.post("/api/references", files=[("files", ("ref.png", _png(), "image/png"))])
+    first = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 100})
+    assert first.status_code == 202
+    second = client.post("/api/train", json={"descriptor": "in lava style", "steps": 3})
+    assert second.status_code == 409 and "already running" in second.json()["error"]
+    busy = client.post("/api/generate", json={"prompt": "a boat"})
+    assert busy.status_code in (400, 409)  # no adapter yet, or busy: never runs into the training
+    job = _wait_job(client)
+    assert job["state"] == "done" and job["total"] == 100
+    assert adapters.load(studio.adapter_file, base)[1]["style"] == "in pop art style"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(base, tmp_path):
+    import uvicorn
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(Studio(base, tmp_path / "ui")), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(DRIVER).exists()),
+                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_browser_upload_train_generate_tick_round2_download(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage"):
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    wait = WebDriverWait(driver, 120)
+    try:
+        driver.get(server)
+        ref = tmp_path / "ref.png"
+        ref.write_bytes(_png())
+        bad = tmp_path / "notes.txt"
+        bad.write_text("not an image")
+        driver.find_element(By.ID, "ref-files").send_keys(str(bad))
+        wait.until(lambda d: "notes.txt" in d.find_element(By.ID, "error").text)
+        driver.find_element(By.ID, "ref-files").send_keys(str(ref))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#refs img")) == 1)
+
+        driver.find_element(By.ID, "descriptor").send_keys("in pop art style")
+        steps = driver.find_element(By.ID, "steps")
+        steps.clear()
+        steps.send_keys("4")
+        driver.find_element(By.ID, "train-btn").click()
+        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+        assert driver.find_element(By.ID, "progress").get_attribute("value") == "4"
+
+        driver.find_element(By.ID, "prompt").send_keys("a boat")
+        n = driver.find_element(By.ID, "n")
+        n.clear()
+        n.send_keys("3")
+        driver.find_element(By.ID, "generate-btn").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3)
+        picks = driver.find_elements(By.CSS_SELECTOR, "input.pick")
+        picks[0].click()
+        picks[2].click()
+        driver.find_element(By.ID, "round2-btn").click()
+        wait.until(lambda d: d.find_element(By.ID, "download").get_attribute("data-round") == "2"
+                   and d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+        driver.find_element(By.ID, "download").click()
+        wait.until(lambda d: any(p.suffix == ".safetensors" for p in downloads.iterdir()))
+        got = next(p for p in downloads.iterdir() if p.suffix == ".safetensors")
+        assert got.name == "styledrop-round2.safetensors"
+        shutil.copy(got, tmp_path / "check.safetensors")
+    finally:
+        driver.quit()
+    meta = load_tensors(tmp_path / "check.safetensors")[1]
+    assert meta["train"]["round"] == 2 and meta["train"]["images"] == 3
