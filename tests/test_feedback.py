@@ -67,3 +67,26 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
                        "--base", base.path)
     assert code == 2 and "--ids" in err and not (tmp_path / "x.safetensors").exists()
     assert np.isfinite(meta["train"]["steps"])
+
+
+def test_feedback_refuses_keep_above_n_and_an_empty_selection(cli, base, tmp_path):
+    ref = tmp_path / "ref.png"
+    from PIL import Image
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
+    r1 = tmp_path / "r1.safetensors"
+    assert cli("train", "--image", ref, "--style", "in molten lava style", "--out", r1,
+               "--steps", 2, "--batch", 2, "--base", base.path)[0] == 0
+    out = tmp_path / "r2.safetensors"
+    code, _, err = cli("feedback", "--adapter", r1, "--out", out, "--select", "oracle", "--keep", 5,
+                       "--prompts", 2, "--per-prompt", 2, "--base", base.path)
+    assert code == 2 and "--keep 5 is more than the 4 images" in err and not out.exists()
+
+
+def test_retrain_refuses_when_nothing_was_kept(base):
+    from styledrop.feedback import retrain
+    from styledrop.io import UserError
+    from styledrop.train import TrainConfig
+    ref = world.sample(0, 0, [("house", "lava")]).image
+    with pytest.raises(UserError, match="kept no image"):
+        retrain(base, adapters.AdapterConfig(), {"style": "in lava style"}, [ref], [ref], [{"prompt": "a cat"}], [],
+                TrainConfig(steps=1))

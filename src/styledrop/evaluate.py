@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -112,6 +110,40 @@ def style_prompt(content_prompt: str, descriptor: str) -> str:
     return content_prompt
 
 
+def style_eval_prompts(oracles: Oracles, reference: np.ndarray, seeds: int = 4, contents: list[str] | None = None):
+    """The reference as the oracles see it, and the (content, seed index) pairs asked of a style adapter:
+    every pretraining content except the reference's, ``seeds`` times each."""
+    ref = oracles.classify([reference])[0]
+    contents = contents or [c for c in world.PRETRAIN_CONTENTS if c != ref["content"]]
+    return ref, [(c, k) for c in contents for k in range(seeds)]
+
+
+def style_metrics(base, oracles: Oracles, images, pairs, ref: dict, reference: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image scores of images drawn for ``pairs``: oracle style / content / leakage hits, CLIP-T, CLIP-I."""
+    preds = oracles.classify(list(images))
+    out = {
+        "style_acc": np.array([p["style"] == ref["style"] for p in preds], float),
+        "content_acc": np.array([p["content"] == c for p, (c, _) in zip(preds, pairs)], float),
+        "leakage": np.array([p["content"] == ref["content"] for p in preds], float),
+    }
+    if base.scorer is not None:
+        texts = [world.caption(c, None) for c, _ in pairs]
+        out["clip_t"] = clip_t(base.scorer, base.tokenizer, list(images), texts).numpy()
+        out["clip_i"] = clip_i(base.scorer, list(images), reference).numpy()
+    return out
+
+
+def style_samples(base, adapter, descriptor: str, pairs, cfg: SampleConfig, lambda_a: float, lambda_b: float):
+    """Images for ``pairs`` with the style descriptor appended: adapter-guided, or the base alone if adapter is None."""
+    from .muse.sampler import guided_logits_fn
+    prompts = [style_prompt(world.caption(c, None), descriptor) for c, _ in pairs]
+    if adapter is None:
+        return generate(base, prompts, cfg, logits_fn_for=lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b))
+    with attached(adapter, base.transformer):
+        return generate(base, prompts, cfg, logits_fn_for=lambda ps: guided_logits_fn(
+            base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a))
+
+
 def evaluate_style(base, oracles: Oracles, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,
                    lambda_a: float, lambda_b: float, seeds: int = 4, contents: list[str] | None = None) -> dict:
     """How well an adapter draws *other* contents in the reference's style, against the base alone.
@@ -120,28 +152,11 @@ def evaluate_style(base, oracles: Oracles, adapter, meta: dict, reference: np.nd
     fraction of images drawn as the reference's content; ``clip_t`` scores each image against
     its content prompt (without the style descriptor); ``clip_i`` is CLIP similarity to the reference.
     """
-    from .muse.sampler import guided_logits_fn
-    ref = oracles.classify([reference])[0]
-    contents = contents or [c for c in world.PRETRAIN_CONTENTS if c != ref["content"]]
-    pairs = [(c, k) for c in contents for k in range(seeds)]
-    content_prompts = [world.caption(c, None) for c, _ in pairs]
-    prompts = [style_prompt(p, meta.get("style", "")) for p in content_prompts]
-    report = {"reference": ref, "n": len(prompts)}
-    for name, fn_for in (
-        ("adapter", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)),
-        ("base", lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b)),
-    ):
-        with attached(adapter, base.transformer) if name == "adapter" else nullcontext():
-            images = generate(base, prompts, cfg, logits_fn_for=fn_for)
-        preds = oracles.classify(list(images))
-        r = {
-            "style_acc": float(np.mean([p["style"] == ref["style"] for p in preds])),
-            "content_acc": float(np.mean([p["content"] == c for p, (c, _) in zip(preds, pairs)])),
-            "leakage": float(np.mean([p["content"] == ref["content"] for p in preds])),
-        }
-        if base.scorer is not None:
-            r["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), content_prompts).mean())
-            r["clip_i"] = float(clip_i(base.scorer, list(images), reference).mean())
-        report[name] = r
+    ref, pairs = style_eval_prompts(oracles, reference, seeds, contents)
+    report = {"reference": ref, "n": len(pairs)}
+    for name, theta in (("adapter", adapter), ("base", None)):
+        images = style_samples(base, theta, meta.get("style", ""), pairs, cfg, lambda_a, lambda_b)
+        report[name] = {k: float(v.mean()) for k, v in style_metrics(base, oracles, images, pairs, ref,
+                                                                     reference).items()}
         report.setdefault("images", {})[name] = images
     return report

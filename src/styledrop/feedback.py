@@ -23,6 +23,7 @@ import torch
 from . import world
 from .adapters import attached
 from .evaluate import clip_i, clip_t, style_prompt
+from .io import UserError
 from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
 from .oracle import Oracles
 from .train import TrainConfig, train_adapter
@@ -102,21 +103,38 @@ def select(rows: list[dict], contents: list[str], ref_style: str, cfg: FeedbackC
     return [r["id"] for r in good[: cfg.keep]]
 
 
-def run_round(base, oracles: Oracles, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
-              train_cfg: TrainConfig, manual: list[int] | None = None, progress=None):
-    """One feedback round. Returns (new adapter, record with images, scores and choices)."""
-    descriptor = meta.get("style", "")
+def candidates(base, oracles: Oracles, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig):
+    """Round k's images for varied content prompts (the reference's content left out), scored.
+    Returns (content of each prompt, reference's style as the oracle sees it, images, score rows)."""
     ref_view = oracles.classify(references[:1])[0]
     pairs = content_prompts(cfg.prompts, ref_view["content"])
     prompts = [p for _, p in pairs]
-    images = generate_candidates(base, adapter, descriptor, prompts, cfg)
+    images = generate_candidates(base, adapter, meta.get("style", ""), prompts, cfg)
     rows = score(base, oracles, images, prompts, cfg.per_prompt, references[0])
-    kept = select(rows, [c for c, _ in pairs], ref_view["style"], cfg, manual)
+    return [c for c, _ in pairs], ref_view["style"], images, rows
+
+
+def retrain(base, adapter_cfg, meta: dict, references, images, rows, kept: list[int], train_cfg: TrainConfig,
+            progress=None):
+    """A NEW adapter on the references (their own caption) + the kept images (their prompt + descriptor)."""
+    if not kept:
+        raise UserError("the selection kept no image, so there is nothing new to learn from: generate more "
+                        "(--per-prompt, --prompts) or select another way (--select clip or random)")
+    descriptor = meta.get("style", "")
     captions = [meta.get("caption") or style_prompt("", descriptor)] * len(references)
     captions += [style_prompt(rows[i]["prompt"], descriptor) for i in kept]
-    train_images = list(references) + [images[i] for i in kept]
     torch.manual_seed(train_cfg.seed)
-    new = train_adapter(base, train_images, captions, adapter.cfg, train_cfg, progress=progress)
+    new = train_adapter(base, list(references) + [images[i] for i in kept], captions, adapter_cfg, train_cfg,
+                        progress=progress)
+    return new, captions
+
+
+def run_round(base, oracles: Oracles, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
+              train_cfg: TrainConfig, manual: list[int] | None = None, progress=None):
+    """One feedback round. Returns (new adapter, record with images, scores and choices)."""
+    contents, ref_style, images, rows = candidates(base, oracles, adapter, meta, references, cfg)
+    kept = select(rows, contents, ref_style, cfg, manual)
+    new, captions = retrain(base, adapter.cfg, meta, references, images, rows, kept, train_cfg, progress)
     return new, {"images": images, "scores": rows, "kept": kept, "captions": captions}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..io import UserError
-from . import adapter_cmds, base_cmds, feedback_cmds, ui_cmds, world_cmds  # noqa: F401  (registers the commands)
+from . import adapter_cmds, base_cmds, feedback_cmds, report_cmds, ui_cmds, world_cmds  # noqa: F401  (registers the commands)
 from .common import app, err
 
 

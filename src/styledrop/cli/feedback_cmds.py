@@ -20,7 +20,8 @@ def feedback(
     select: str = typer.Option("clip", help="clip | oracle (stands in for a person) | random | manual."),
     prompts: int = typer.Option(30, help="Content prompts per round (the paper: 30)."),
     per_prompt: int = typer.Option(16, help="Images per prompt (the paper: 64)."),
-    keep: int = typer.Option(10, help="At most this many images kept by oracle selection."),
+    keep: Optional[int] = typer.Option(None, help="At most this many images kept by oracle selection "
+                                       "(default 10, as the paper's raters)."),
     ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
@@ -39,8 +40,10 @@ def feedback(
     from ..muse.base import MuseBase
     from ..oracle import Oracles
     from ..train import TrainConfig
+    if keep is not None and keep > prompts * per_prompt:
+        fail(f"--keep {keep} is more than the {prompts * per_prompt} images a round makes (--prompts x --per-prompt)")
     try:
-        cfg = FeedbackConfig(select=select, prompts=prompts, per_prompt=per_prompt, keep=keep,
+        cfg = FeedbackConfig(select=select, prompts=prompts, per_prompt=per_prompt, keep=keep or 10,
                              clip_i_weight=clip_i_weight, lambda_a=lambda_a, lambda_b=lambda_b, seed=seed)
         manual = [int(x) for x in ids.split(",") if x.strip()] if ids else None
         train_cfg = TrainConfig(steps=steps, seed=seed)

@@ -1,0 +1,64 @@
+"""`styledrop report`: Table 2 as self-contained HTML, checked as data and in a browser."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from styledrop.report import interval
+
+from .test_ui import CHROMIUM, DRIVER
+from .tiny import tiny_base
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return tiny_base(tmp_path_factory.mktemp("tiny"))
+
+
+def test_interval_is_a_t_interval_over_seeds():
+    mean, lo, hi = interval(np.array([0.2, 0.4, 0.6, 0.8]))
+    assert mean == pytest.approx(0.5) and hi - mean == pytest.approx(mean - lo)
+    assert hi - mean == pytest.approx(3.18 * np.std([0.2, 0.4, 0.6, 0.8], ddof=1) / 2)
+    assert interval(np.array([0.3, 0.3]))[1:] == (pytest.approx(0.3), pytest.approx(0.3))
+
+
+def test_report_command(cli, base, tmp_path):
+    out = tmp_path / "report.html"
+    code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--prompts", 2,
+                            "--per-prompt", 2, "--seeds", 2, "--json", "--base", base.path)
+    assert code == 0, err
+    table = json.loads(stdout)["table"]
+    assert {"base", "round 1", "round 2 CLIP", "round 2 random"} <= set(table)
+    for row in table.values():
+        assert set(row) == {"clip_t", "clip_i", "style_acc", "content_acc", "leakage"}
+        for mean, lo, hi in row.values():
+            assert lo <= mean <= hi
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 1 + len(table) and "<svg" in page
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+    # bad input: unknown style, no seeds to make an interval, non-html output; nothing written
+    assert cli("report", "--style", "plaid", "--out", tmp_path / "a.html", "--base", base.path)[0] == 2
+    assert cli("report", "--style", "lava", "--seeds", 1, "--out", tmp_path / "b.html", "--base", base.path)[0] == 2
+    assert not (tmp_path / "a.html").exists() and not (tmp_path / "b.html").exists()
+
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    try:
+        driver.get(out.as_uri())
+        rows = driver.find_elements(By.CSS_SELECTOR, "#table2 tr")
+        assert len(rows) == 1 + len(table)
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert images and all(driver.execute_script("return arguments[0].naturalWidth", im) > 0 for im in images)
+        assert driver.find_element(By.ID, "plot").size["width"] > 300
+    finally:
+        driver.quit()
