@@ -68,7 +68,8 @@ class LoraAdapter(nn.Module):
             layer, key = transformer.get_submodule(path), path.replace(".", "__")
             layer.lora_A[self.name].weight = self.A[key]
             layer.lora_B[self.name].weight = self.B[key]
-            layer.set_adapter(list(dict.fromkeys([*layer.active_adapters, self.name])))
+            # injecting may have switched off an adapter attached before this one: keep them all active
+            layer.set_adapter([name for name in layer.lora_A if name.startswith("styledrop_lora_")])
             self._handles.append(layer.register_forward_hook(self._gate_hook(key)))
         self._attached_to.append(transformer)
         return self

@@ -27,13 +27,32 @@ def _prompts(prompt: list[str], prompts_file: Optional[Path]) -> list[str]:
     return out
 
 
+def _read_images(paths: list[Path]) -> list:
+    from ..io import load_image
+    images = []
+    for p in paths:
+        im, notes = load_image(p)
+        for note in notes:
+            err.print(f"note: {p}: {note}")
+        images.append(im)
+    return images
+
+
 @app.command()
 def train(
-    image: list[Path] = typer.Option(..., help="Style reference image(s); any size or mode (converted)."),
     out: Path = typer.Option(..., help="Adapter file to write (.safetensors)."),
+    image: list[Path] = typer.Option(None, help="Style reference image(s); any size or mode (converted)."),
+    subject: list[Path] = typer.Option(None, help="Subject images (3-6 of one object) for a content adapter; "
+                                       "use with --token and --class."),
+    more: list[Path] = typer.Argument(None, help="More images for --image / --subject: `--subject a.png b.png`.",
+                                      show_default=False),
     style: Optional[str] = typer.Option(None, help="Style descriptor, e.g. 'in watercolor style'."),
-    token: Optional[str] = typer.Option(None, help="A rare token instead of a descriptor: '[v]' -> 'in [v] style'."),
-    content: str = typer.Option("", help="What the reference shows, e.g. 'a house'."),
+    token: Optional[str] = typer.Option(None, help="A rare token: style '[v]' -> 'in [v] style'; subject "
+                                        "'[v]' + --class fish -> 'a [v] fish'."),
+    class_noun: Optional[str] = typer.Option(None, "--class", help="Subject's class noun, e.g. 'fish'."),
+    prior: int = typer.Option(0, help="Subject only: add this many base-model images of 'a CLASS' (DreamBooth's "
+                              "prior preservation), captioned without the token."),
+    content: str = typer.Option("", help="What the style reference shows, e.g. 'a house'."),
     steps: int = typer.Option(400, help="Training steps."),
     lr: float = typer.Option(2e-3, help="Learning rate."),
     batch: int = typer.Option(8, help="Batch size (references are repeated and masked differently)."),
@@ -42,39 +61,54 @@ def train(
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
 ):
-    """Train a style adapter from one (or a few) reference images. Resumes from OUT's checkpoint if one exists."""
-    from .. import adapters
-    from ..io import load_image
+    """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists."""
+    from .. import adapters, world
     from ..muse.base import MuseBase
+    from ..muse.sampler import SampleConfig, generate
     from ..train import TrainConfig, caption_for, train_adapter
-    if style and token:
-        fail("give --style or --token, not both")
-    descriptor = style or (f"in {token} style" if token else None)
-    if not descriptor:
-        fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
+    if bool(image) == bool(subject):
+        fail("give style references with --image, or subject images with --subject (not both)")
+    paths = list(image or subject) + list(more or [])
+    if subject:
+        if style:
+            fail("--style is for style adapters; a subject adapter takes --token and --class")
+        if not token or not class_noun:
+            fail("a subject adapter needs --token (e.g. '[v]') and --class (e.g. 'fish')")
+        if prior < 0:
+            fail(f"--prior must be 0 or more, got {prior}")
+        caption = f"{world.article(token)} {token} {class_noun}"
+        info = {"role": "subject", "token": token, "class": class_noun, "caption": caption}
+    else:
+        if style and token:
+            fail("give --style or --token, not both")
+        descriptor = style or (f"in {token} style" if token else None)
+        if not descriptor:
+            fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
+        caption = caption_for(content, descriptor)
+        info = {"role": "style", "style": descriptor, "content": content, "caption": caption}
     rank = rank or (4 if adapter == "lora" else 8)
     try:
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
-    images = []
-    for p in image:
-        im, notes = load_image(p)
-        for note in notes:
-            err.print(f"note: {p}: {note}")
-        images.append(im)
+    images = _read_images(paths)
     model = MuseBase.load(base)
-    caption = caption_for(content, descriptor)
+    captions = [caption] * len(images)
+    if subject and prior:
+        class_prompt = f"{world.article(class_noun)} {class_noun}"
+        err.print(f"prior preservation: {prior} base images of '{class_prompt}'")
+        images += list(generate(model, [class_prompt] * prior, SampleConfig(seed=seed + 100_000)))
+        captions += [class_prompt] * prior
     ckpt = out.with_name(out.name + ".ckpt")
     if ckpt.is_file():
         err.print(f"resuming from {ckpt}")
     t = time.time()
     with progress_bar() as bar:
         task = bar.add_task("training", total=steps, info="")
-        theta = train_adapter(model, images, caption, acfg, tcfg, ckpt,
+        theta = train_adapter(model, images, captions, acfg, tcfg, ckpt,
                               lambda i, n, losses: bar.update(task, completed=i, info=f"loss {losses['loss']:.3f}"))
-    info = {"role": "style", "style": descriptor, "content": content, "caption": caption,
-            "train": {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [str(p) for p in image]}}
+    info["train"] = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [str(p) for p in paths],
+                     "prior": prior}
     adapters.save(out, theta, model, info)
     ckpt.unlink(missing_ok=True)
     share = 100 * adapters.param_count(theta) / sum(p.numel() for p in model.transformer.parameters())
@@ -84,8 +118,10 @@ def train(
 
 @app.command()
 def sample(
-    adapter: Path = typer.Option(..., help="Style adapter from `styledrop train`."),
     out: Path = typer.Option(..., help="Folder for the PNGs, grid.png and metadata.jsonl."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", "--style", help="Style adapter from `styledrop train`."),
+    subject: Optional[Path] = typer.Option(None, help="Subject adapter (`styledrop train --subject`), composed with "
+                                           "the style adapter."),
     prompt: list[str] = typer.Option(None, help="What to draw, e.g. 'a boat'; repeat for several."),
     prompts: Optional[Path] = typer.Option(None, help="A text file with one prompt per line."),
     n: int = typer.Option(8, help="Images per prompt."),
@@ -94,26 +130,51 @@ def sample(
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA (paper: 0-2)."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB (paper: 5 on Muse)."),
     negative_prompt: str = typer.Option("", help="Negative prompt n (default: the empty prompt)."),
+    gamma: float = typer.Option(0.5, help="With --subject: 0 = pure style, 1 = pure subject (paper: 0.5-0.7)."),
+    compose: str = typer.Option("two-theta", help="With --subject: two-theta (the paper's) | stack | merge."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
 ):
-    """Draw prompts in the adapter's style: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n))."""
+    """Draw prompts in the adapter's style: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)); with --subject,
+    mix the style and subject adapters' guided logits: (1 − γ)·l_s + γ·l_c."""
     from .. import adapters
+    from ..compose import MODES, compose_logits_fn, composed, role_warnings
     from ..evaluate import style_prompt
     from ..muse.base import MuseBase
     from ..muse.sampler import generate, guided_logits_fn
     texts = _prompts(prompt, prompts)
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
+    if adapter is None and subject is None:
+        fail("give a style adapter (--style / --adapter), a subject adapter (--subject), or both")
+    if not 0 <= gamma <= 1:
+        fail(f"--gamma must be in [0, 1] (0 = pure style, 1 = pure subject), got {gamma}")
+    if compose not in MODES:
+        fail(f"unknown --compose {compose!r}; expected one of {', '.join(MODES)}")
     cfg = sample_config(steps, lambda_b + 1, seed)
     model = MuseBase.load(base)
-    theta, meta = adapters.load(adapter, model)
-    full = [style_prompt(p, meta.get("style", "")) for p in texts for _ in range(n)]
-    t = time.time()
-    with adapters.attached(theta, model.transformer):
-        images = generate(model, full, cfg, logits_fn_for=lambda ps: guided_logits_fn(
-            model, ps, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a))
     settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "negative_prompt": negative_prompt,
-                "adapter": str(adapter), "base_id": model.model_id()}
+                "base_id": model.model_id()}
+    if adapter is not None and subject is not None:
+        theta_s, meta_s = adapters.load(adapter, model)
+        theta_c, meta_c = adapters.load(subject, model)
+        for warning in role_warnings(meta_s, meta_c):
+            err.print(f"warning: {warning}")
+        descriptor = meta_s.get("style", "")
+        full = [style_prompt(p, descriptor) for p in texts for _ in range(n)]
+        settings |= {"style": str(adapter), "subject": str(subject), "gamma": gamma, "compose": compose}
+        t = time.time()
+        with composed(model, theta_s, theta_c, compose) as merged:
+            images = generate(model, full, cfg, logits_fn_for=lambda ps: compose_logits_fn(
+                model, ps, descriptor, theta_s, theta_c, mode=compose, gamma=gamma, lambda_a=lambda_a,
+                lambda_b=lambda_b, negative=negative_prompt, merged=merged))
+    else:
+        theta, meta = adapters.load(adapter or subject, model)
+        full = [style_prompt(p, meta.get("style", "")) for p in texts for _ in range(n)]
+        settings["adapter"] = str(adapter or subject)
+        t = time.time()
+        with adapters.attached(theta, model.transformer):
+            images = generate(model, full, cfg, logits_fn_for=lambda ps: guided_logits_fn(
+                model, ps, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a))
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(full)]
     write_images(out, images, rows)
     err.print(f"wrote {len(images)} images to {out} ({len(images) / (time.time() - t):.1f} images/s)")
@@ -155,3 +216,51 @@ def evaluate_style(
         r = report[name]
         err.print(f"{name:8s} style {r['style_acc']:.2f}  content {r['content_acc']:.2f}  leakage {r['leakage']:.2f}"
                   f"  clip_t {r.get('clip_t', float('nan')):.3f}  clip_i {r.get('clip_i', float('nan')):.3f}")
+
+
+@evaluate_app.command("compose")
+def evaluate_compose(
+    style: Path = typer.Option(..., help="Style adapter."),
+    subject: Path = typer.Option(..., help="Subject adapter."),
+    seeds: int = typer.Option(8, help="Images per compose mode (one seed each)."),
+    gamma: float = typer.Option(0.5, help="two-theta mixing: 0 = pure style, 1 = pure subject."),
+    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
+    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
+    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
+    out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+):
+    """Oracle style_acc, subject_acc and CLIP-T of two-theta vs stack vs merge composition."""
+    from .. import adapters, world
+    from ..compose import MODES, role_warnings
+    from ..compose import evaluate_compose as run
+    from ..io import load_image, staged_dir
+    from ..muse.base import MuseBase
+    from ..oracle import Oracles
+    from .common import png_bytes
+    if not 0 <= gamma <= 1:
+        fail(f"--gamma must be in [0, 1], got {gamma}")
+    if seeds < 1:
+        fail(f"--seeds must be at least 1, got {seeds}")
+    model = MuseBase.load(base)
+    theta_s, meta_s = adapters.load(style, model)
+    theta_c, meta_c = adapters.load(subject, model)
+    for warning in role_warnings(meta_s, meta_c):
+        err.print(f"warning: {warning}")
+    style_ref = load_image(meta_s["train"]["images"][0])[0]
+    subject_images = [load_image(p)[0] for p in meta_c["train"]["images"]]
+    report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
+                 sample_config(steps, lambda_b + 1, 0), gamma=gamma, lambda_a=lambda_a, lambda_b=lambda_b,
+                 seeds=seeds, subject_images=subject_images)
+    images = report.pop("images")
+    if out is not None:
+        staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=8)) for k, v in images.items()})
+    if as_json:
+        print(json.dumps(report))
+        return
+    err.print(f"{report['prompt']!r}: target style {report['target_style']}, subject {report['subject_class']}")
+    for mode in MODES:
+        r = report[mode]
+        err.print(f"{mode:9s} style {r['style_acc']:.2f}  subject {r['subject_acc']:.2f}  mean {r['mean']:.2f}"
+                  f"  clip_t {r.get('clip_t', float('nan')):.3f}")
