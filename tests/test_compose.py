@@ -97,7 +97,8 @@ def test_subject_training_sampling_and_evaluation_commands(cli, base, tmp_path):
                            "--compose", mode, "--gamma", 0.6, "--out", out, "--base", base.path)
         assert code == 0, err
         rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
-        assert len(rows) == 2 and rows[0]["compose"] == mode and rows[0]["prompt"] == "a [v] rocket in molten lava style"
+        assert len(rows) == 2 and rows[0]["compose"] == mode
+        assert rows[0]["prompt"] == "a [v] rocket in molten lava style"
     code, _, err = cli("sample", "--style", s_ad, "--subject", c_ad, "--prompt", "a [v] rocket", "--gamma", 1.5,
                        "--out", tmp_path / "bad", "--base", base.path)
     assert code == 2 and "gamma" in err and not (tmp_path / "bad").exists()
