@@ -52,16 +52,16 @@ def test_workflow_over_http(base, tmp_path):
     # bad input: nothing to train on, then a file that is not an image -> 400, nothing added
     r = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 3})
     assert r.status_code == 400 and "reference" in r.json()["error"]
-    r = client.post("/api/references", files=[("files", ("notes.txt", b"hello", "text/plain"))])
+    r = client.post("/api/uploads/references", files=[("files", ("notes.txt", b"hello", "text/plain"))])
     assert r.status_code == 400 and "notes.txt" in r.json()["error"]
-    r = client.post("/api/references", files=[("files", ("ok.png", _png(), "image/png")),
+    r = client.post("/api/uploads/references", files=[("files", ("ok.png", _png(), "image/png")),
                                               ("files", ("bad.png", b"\x89PNG broken", "image/png"))])
     assert r.status_code == 400 and studio.references == []
     # a grey 100x100 image is converted and resized, with notes
-    r = client.post("/api/references", files=[("files", ("ref.png", _png(100, "L"), "image/png"))])
-    assert r.status_code == 200 and r.json()["references"] == 1
+    r = client.post("/api/uploads/references", files=[("files", ("ref.png", _png(100, "L"), "image/png"))])
+    assert r.status_code == 200 and r.json()["count"] == 1
     assert any("resized" in n for n in r.json()["notes"]) and any("converted L" in n for n in r.json()["notes"])
-    assert client.get("/api/references/0.png").headers["content-type"] == "image/png"
+    assert client.get("/api/uploads/references/0.png").headers["content-type"] == "image/png"
 
     assert client.post("/api/generate", json={"prompt": "a boat"}).status_code == 400  # no adapter yet
     assert client.post("/api/train", json={"descriptor": " ", "steps": 3}).status_code == 400
@@ -92,7 +92,7 @@ def test_workflow_over_http(base, tmp_path):
 def test_second_training_is_refused_while_one_runs(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
     client = TestClient(create_app(studio))
-    client.post("/api/references", files=[("files", ("ref.png", _png(), "image/png"))])
+    client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
     first = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 100})
     assert first.status_code == 202
     second = client.post("/api/train", json={"descriptor": "in lava style", "steps": 3})
@@ -102,6 +102,31 @@ def test_second_training_is_refused_while_one_runs(base, tmp_path):
     job = _wait_job(client)
     assert job["state"] == "done" and job["total"] == 100
     assert adapters.load(studio.adapter_file, base)[1]["style"] == "in pop art style"
+
+
+def test_subject_tab_over_http(base, tmp_path):
+    studio = Studio(base, tmp_path / "ui")
+    client = TestClient(create_app(studio))
+    client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
+    assert client.post("/api/train", json={"descriptor": "in pop art style", "steps": 2}).status_code == 202
+    _wait_job(client)
+    r = client.post("/api/train-subject", json={"class_noun": "rocket", "steps": 2})
+    assert r.status_code == 400 and "subject" in r.json()["error"]  # no subject images yet
+    files = [("files", (f"s{i}.png", _png(), "image/png")) for i in range(3)]
+    assert client.post("/api/uploads/subject", files=files).json()["count"] == 3
+    assert client.post("/api/train-subject", json={"class_noun": " ", "steps": 2}).status_code == 400
+    assert client.post("/api/train-subject", json={"class_noun": "rocket", "steps": 2}).status_code == 202
+    assert _wait_job(client)["kind"] == "subject"
+    assert client.get("/api/status").json()["subject"] == "a [v] rocket"
+    r = client.post("/api/generate", json={"prompt": "a [v] rocket", "n": 2, "subject": True, "gamma": 0.6,
+                                           "style_round": 1})
+    assert r.status_code == 200 and len(r.json()["images"]) == 2
+    assert client.post("/api/generate", json={"prompt": "a [v] rocket", "subject": True, "gamma": 2}).status_code == 400
+    assert client.post("/api/generate", json={"prompt": "a boat", "style_round": 7}).status_code == 400
+    r = client.get("/api/adapter", params={"which": "subject"})
+    path = tmp_path / "subject.safetensors"
+    path.write_bytes(r.content)
+    assert adapters.load(path, base)[1]["role"] == "subject"
 
 
 def _free_port() -> int:
@@ -181,6 +206,19 @@ def test_browser_upload_train_generate_tick_round2_download(server, tmp_path):
         got = next(p for p in downloads.iterdir() if p.suffix == ".safetensors")
         assert got.name == "styledrop-round2.safetensors"
         shutil.copy(got, tmp_path / "check.safetensors")
+
+        # subject tab: upload the subject, train it, then draw it in the chosen round's style
+        driver.find_element(By.ID, "subject-files").send_keys(str(ref))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#subject-refs img")) == 1)
+        driver.find_element(By.ID, "subject-class").send_keys("fish")
+        driver.find_element(By.ID, "subject-train-btn").click()
+        wait.until(lambda d: "a [v] fish" in d.find_element(By.ID, "subject-status").text)
+        driver.find_element(By.ID, "use-subject").click()
+        prompt = driver.find_element(By.ID, "prompt")
+        prompt.clear()
+        prompt.send_keys("a [v] fish")
+        driver.find_element(By.ID, "generate-btn").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 6)
     finally:
         driver.quit()
     meta = load_tensors(tmp_path / "check.safetensors")[1]

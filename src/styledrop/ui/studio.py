@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import adapters
+from .. import adapters, world
+from ..compose import compose_logits_fn, composed
 from ..evaluate import style_prompt
 from ..io import UserError, decode_image, save_png
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
@@ -52,14 +53,18 @@ class Studio:
         self.adapter = None
         self.adapter_file: Path | None = None
         self.round = 0
+        self.rounds: dict[int, tuple] = {}  # round -> (adapter, file): any round's style can be sampled
+        self.subject_images: list[np.ndarray] = []
+        self.subject = None
+        self.subject_caption = ""
         self.images: list[dict] = []  # every generated image: {"id", "prompt", "file"}
         self.job: Job | None = None
         self._model = threading.Lock()  # G + attached adapter: one user at a time
         self._state = threading.Lock()  # short critical sections on the lists above
 
-    # references -------------------------------------------------------------------------------
-    def add_references(self, files: list[tuple[str, bytes]]) -> list[str]:
-        """Decode every file first; add them only if all are images (one bad file adds nothing)."""
+    # uploads ----------------------------------------------------------------------------------
+    def _decode_all(self, files: list[tuple[str, bytes]]) -> tuple[list[np.ndarray], list[str]]:
+        """Decode every file first, so one bad file adds nothing."""
         if not files:
             raise UserError("no file uploaded")
         decoded, notes = [], []
@@ -67,17 +72,23 @@ class Studio:
             image, why = decode_image(data, repr(name), self.base.image_size)
             decoded.append(image)
             notes += [f"{name}: {n}" for n in why]
+        return decoded, notes
+
+    def add_references(self, files: list[tuple[str, bytes]], kind: str = "references") -> list[str]:
+        """Style references (``kind="references"``) or subject images (``kind="subject"``)."""
+        decoded, notes = self._decode_all(files)
         with self._state:
-            if len(self.references) + len(decoded) > MAX_REFERENCES:
-                raise UserError(f"at most {MAX_REFERENCES} reference images")
-            self.references += decoded
-            for i, im in enumerate(decoded, start=len(self.references) - len(decoded)):
-                save_png(self.dir / "references" / f"{i}.png", im)
+            target = self.references if kind == "references" else self.subject_images
+            if len(target) + len(decoded) > MAX_REFERENCES:
+                raise UserError(f"at most {MAX_REFERENCES} images")
+            for im in decoded:
+                save_png(self.dir / kind / f"{len(target)}.png", im)
+                target.append(im)
         return notes
 
-    def clear_references(self) -> None:
+    def clear_references(self, kind: str = "references") -> None:
         with self._state:
-            self.references = []
+            (self.references if kind == "references" else self.subject_images).clear()
 
     # training ---------------------------------------------------------------------------------
     def start_training(self, descriptor: str, content: str = "", steps: int = 200,
@@ -88,8 +99,6 @@ class Studio:
             raise UserError("upload at least one reference image first")
         if not descriptor:
             raise UserError("type a style descriptor, e.g. 'in watercolor style'")
-        if not 1 <= steps <= 5000:
-            raise UserError(f"steps must be in 1..5000, got {steps}")
         known = {r["id"]: r for r in self.images}
         if chosen is not None:
             if self.adapter is None:
@@ -99,40 +108,66 @@ class Studio:
             missing = [i for i in chosen if i not in known]
             if missing:
                 raise UserError(f"unknown image ids: {missing}")
-        if not self._model.acquire(blocking=False):
-            raise Busy("a training is already running; wait for it to finish")
-        try:
-            images = list(self.references)
-            captions = [caption_for(content, descriptor)] * len(images)
-            for i in sorted(set(chosen or [])):
-                row = known[i]
-                images.append(decode_image((self.dir / row["file"]).read_bytes(), row["file"])[0])
-                captions.append(style_prompt(row["prompt"], descriptor))
-            job = Job(kind=f"round {self.round + 1 if chosen is not None else 1}", total=steps)
-            self.job = job
-            thread = threading.Thread(target=self._train, args=(job, images, captions, descriptor, content, steps),
-                                      daemon=True)
-            thread.start()
-        except BaseException:
-            self._model.release()
-            raise
-        return job
+        images = list(self.references)
+        captions = [caption_for(content, descriptor)] * len(images)
+        for i in sorted(set(chosen or [])):
+            images.append(decode_image((self.dir / known[i]["file"]).read_bytes(), known[i]["file"])[0])
+            captions.append(style_prompt(known[i]["prompt"], descriptor))
+        number = self.round + 1 if chosen is not None else 1
 
-    def _train(self, job: Job, images, captions, descriptor, content, steps) -> None:
-        try:
-            def progress(i, n, losses):
-                job.step, job.loss = i, losses["loss"]
-
-            theta = train_adapter(self.base, images, captions, self.adapter_cfg,
-                                  TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress)
-            number = int(job.kind.split()[-1])
+        def done(theta, job):
             path = self.dir / f"adapter-round{number}.safetensors"
             adapters.save(path, theta, self.base, {
                 "role": "style", "style": descriptor, "content": content, "caption": captions[0],
                 "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "round": number,
                           "images": len(images), "ui": True}})
             self.adapter, self.adapter_file, self.round = theta, path, number
+            self.rounds[number] = (theta, path)
             self.descriptor, self.content = descriptor, content
+
+        return self._start(f"round {number}", images, captions, steps, done)
+
+    def start_subject_training(self, token: str, class_noun: str, steps: int = 200) -> Job:
+        """A subject (content) adapter on the subject images, captioned 'a [v] fish'."""
+        token, class_noun = token.strip(), class_noun.strip()
+        if not self.subject_images:
+            raise UserError("upload the subject's images first (3-6 pictures of one object)")
+        if not token or not class_noun:
+            raise UserError("give a rare token (e.g. '[v]') and the subject's class (e.g. 'fish')")
+        caption = f"{world.article(token)} {token} {class_noun}"
+
+        def done(theta, job):
+            path = self.dir / "adapter-subject.safetensors"
+            adapters.save(path, theta, self.base, {
+                "role": "subject", "token": token, "class": class_noun, "caption": caption,
+                "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "images": len(self.subject_images),
+                          "ui": True}})
+            self.subject, self.subject_caption = theta, caption
+
+        return self._start("subject", list(self.subject_images), [caption] * len(self.subject_images), steps, done)
+
+    def _start(self, kind: str, images, captions, steps: int, done) -> Job:
+        if not 1 <= steps <= 5000:
+            raise UserError(f"steps must be in 1..5000, got {steps}")
+        if not self._model.acquire(blocking=False):
+            raise Busy("a training is already running; wait for it to finish")
+        try:
+            job = Job(kind=kind, total=steps)
+            self.job = job
+            threading.Thread(target=self._train, args=(job, images, captions, steps, done), daemon=True).start()
+        except BaseException:
+            self._model.release()
+            raise
+        return job
+
+    def _train(self, job: Job, images, captions, steps, done) -> None:
+        try:
+            def progress(i, n, losses):
+                job.step, job.loss = i, losses["loss"]
+
+            theta = train_adapter(self.base, images, captions, self.adapter_cfg,
+                                  TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress)
+            done(theta, job)
             job.state = "done"
         except Exception as e:  # shown on the page; the previous adapter stays in place
             job.state, job.error = "failed", str(e)
@@ -141,22 +176,38 @@ class Studio:
 
     # sampling ---------------------------------------------------------------------------------
     def generate(self, prompt: str, n: int = 8, seed: int = 0, lambda_a: float = DEFAULT_LAMBDA_A,
-                 lambda_b: float = DEFAULT_LAMBDA_B, steps: int = 12) -> list[dict]:
+                 lambda_b: float = DEFAULT_LAMBDA_B, steps: int = 12, style_round: int | None = None,
+                 subject: bool = False, gamma: float = 0.5) -> list[dict]:
+        """Images in the chosen round's style (default: the latest); with ``subject``, two-theta with the
+        subject adapter (the prompt should name the subject, e.g. 'a [v] fish')."""
         prompt = prompt.strip()
         if not prompt:
             raise UserError("type a prompt, e.g. 'a boat'")
         if not 1 <= n <= MAX_IMAGES_PER_CALL:
             raise UserError(f"number of images must be in 1..{MAX_IMAGES_PER_CALL}, got {n}")
+        if not 0 <= gamma <= 1:
+            raise UserError(f"gamma must be in [0, 1], got {gamma}")
         if self.adapter is None:
             raise UserError("train an adapter first")
+        if style_round is not None and style_round not in self.rounds:
+            raise UserError(f"no round {style_round}; trained rounds: {sorted(self.rounds)}")
+        if subject and self.subject is None:
+            raise UserError("train a subject adapter first (subject section)")
+        style = self.rounds[style_round][0] if style_round is not None else self.adapter
         if not self._model.acquire(blocking=False):
             raise Busy("the model is busy training; generate when the training has finished")
         try:
             full = style_prompt(prompt, self.descriptor)
             cfg = SampleConfig(steps=steps, seed=seed)
-            with adapters.attached(self.adapter, self.base.transformer):
-                images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: guided_logits_fn(
-                    self.base, ps, lambda_b=lambda_b, adapter=self.adapter, lambda_a=lambda_a))
+            if subject:
+                with composed(self.base, style, self.subject, "two-theta"):
+                    images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: compose_logits_fn(
+                        self.base, ps, self.descriptor, style, self.subject, mode="two-theta", gamma=gamma,
+                        lambda_a=lambda_a, lambda_b=lambda_b))
+            else:
+                with adapters.attached(style, self.base.transformer):
+                    images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: guided_logits_fn(
+                        self.base, ps, lambda_b=lambda_b, adapter=style, lambda_a=lambda_a))
         finally:
             self._model.release()
         rows = []
@@ -169,6 +220,8 @@ class Studio:
         return rows
 
     def status(self) -> dict:
-        return {"references": len(self.references), "round": self.round, "descriptor": self.descriptor,
+        return {"references": len(self.references), "subject_images": len(self.subject_images),
+                "round": self.round, "rounds": sorted(self.rounds), "descriptor": self.descriptor,
                 "adapter": self.adapter_file.name if self.adapter_file else None,
+                "subject": self.subject_caption if self.subject is not None else None,
                 "job": asdict(self.job) if self.job else None}
