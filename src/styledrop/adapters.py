@@ -80,13 +80,18 @@ class Adapter(nn.Module):
         self._handles = []
 
     def delta(self, site: int, h: torch.Tensor) -> torch.Tensor:
+        x = h.to(self.weight_dtype())  # adapter weights stay fp32 when G runs in half precision
         if self.cfg.kind == "bottleneck":
-            d = self.blocks[site](h)
+            d = self.blocks[site](x)
         else:
-            d = self.shared(h, self.offset_in[site], self.offset_out[site])
+            d = self.shared(x, self.offset_in[site], self.offset_out[site])
+        d = d.to(h.dtype)
         if self.gate is not None:
-            d = d * self.gate.to(d.dtype).view(-1, *([1] * (d.dim() - 1)))
+            d = d * self.gate.to(d.device, d.dtype).view(-1, *([1] * (d.dim() - 1)))
         return d * self.scale
+
+    def weight_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
 
     def attach(self, transformer) -> "Adapter":
         found = sites(transformer)
@@ -109,10 +114,11 @@ class Adapter(nn.Module):
 
 def build(cfg: AdapterConfig, transformer) -> nn.Module:
     """A new, zero-effect adapter for ``transformer`` (not yet attached)."""
+    device = next(transformer.parameters()).device  # on G's device, in fp32 whatever G's dtype
     if cfg.kind == "lora":
         from .lora import LoraAdapter
-        return LoraAdapter(cfg, transformer)
-    return Adapter(cfg, transformer.config.hidden_size, len(sites(transformer)))
+        return LoraAdapter(cfg, transformer).to(device)
+    return Adapter(cfg, transformer.config.hidden_size, len(sites(transformer))).to(device)
 
 
 @contextmanager

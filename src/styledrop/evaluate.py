@@ -20,14 +20,15 @@ from .oracle import Oracles, to_tensor
 
 @torch.no_grad()
 def image_embeds(scorer, images: list[np.ndarray]) -> torch.Tensor:
-    pooled = scorer.vision_model(pixel_values=to_tensor(images)).pooler_output
-    return F.normalize(scorer.visual_projection(pooled), dim=-1)
+    p = next(scorer.parameters())
+    pooled = scorer.vision_model(pixel_values=to_tensor(images).to(p.device, p.dtype)).pooler_output
+    return F.normalize(scorer.visual_projection(pooled).float().cpu(), dim=-1)
 
 
 @torch.no_grad()
 def text_embeds(scorer, tokenizer, prompts: list[str]) -> torch.Tensor:
-    pooled = scorer.text_model(input_ids=tokenize(tokenizer, prompts)).pooler_output
-    return F.normalize(scorer.text_projection(pooled), dim=-1)
+    pooled = scorer.text_model(input_ids=tokenize(tokenizer, prompts).to(scorer.device)).pooler_output
+    return F.normalize(scorer.text_projection(pooled).float().cpu(), dim=-1)
 
 
 def clip_t(scorer, tokenizer, images, prompts) -> torch.Tensor:

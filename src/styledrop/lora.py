@@ -53,7 +53,8 @@ class LoraAdapter(nn.Module):
         self._handles = []
 
     def _delta(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.A[key].T @ self.B[key].T
+        a = self.A[key]
+        return (x.to(a.dtype) @ a.T @ self.B[key].T).to(x.dtype)
 
     def attach(self, transformer) -> "LoraAdapter":
         if target_paths(transformer) != self.paths or transformer.config.hidden_size != self.dim:
@@ -78,7 +79,8 @@ class LoraAdapter(nn.Module):
         def hook(module, inputs, out):
             if self.gate is None and self.scale == 1.0:
                 return out
-            keep = torch.ones(out.shape[0], device=out.device) if self.gate is None else self.gate.to(out.dtype)
+            keep = torch.ones(out.shape[0]) if self.gate is None else self.gate
+            keep = keep.to(out.device, out.dtype)
             factor = (keep * self.scale - 1).view(-1, *([1] * (out.dim() - 1)))
             return out + factor * self._delta(key, inputs[0])
         return hook

@@ -40,7 +40,7 @@ def caption_for(content: str, style: str) -> str:
 
 @torch.no_grad()
 def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tensor:
-    x = to_tensor(images).to(base.device)
+    x = to_tensor(images)
     if mirror:
         x = torch.cat([x, x.flip(-1)])
     return base.vq.encode_indices(x).flatten(1)  # (R, N)

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from .base_cmds import BASE_HELP, sample_config, write_images
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base, sample_config, write_images
 from .common import app, err, evaluate_app, fail, progress_bar
 
 
@@ -60,10 +60,11 @@ def train(
     adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora."),
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists."""
     from .. import adapters, world
-    from ..muse.base import MuseBase
     from ..muse.sampler import SampleConfig, generate
     from ..train import TrainConfig, caption_for, train_adapter
     if bool(image) == bool(subject):
@@ -92,7 +93,7 @@ def train(
     except ValueError as e:
         fail(str(e))
     images = _read_images(paths)
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     captions = [caption] * len(images)
     if subject and prior:
         class_prompt = f"{world.article(class_noun)} {class_noun}"
@@ -133,13 +134,14 @@ def sample(
     gamma: float = typer.Option(0.5, help="With --subject: 0 = pure style, 1 = pure subject (paper: 0.5-0.7)."),
     compose: str = typer.Option("two-theta", help="With --subject: two-theta (the paper's) | stack | merge."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Draw prompts in the adapter's style: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)); with --subject,
     mix the style and subject adapters' guided logits: (1 − γ)·l_s + γ·l_c."""
     from .. import adapters
     from ..compose import MODES, compose_logits_fn, composed, role_warnings
     from ..evaluate import style_prompt
-    from ..muse.base import MuseBase
     from ..muse.sampler import generate, guided_logits_fn
     texts = _prompts(prompt, prompts)
     if n < 1:
@@ -151,7 +153,7 @@ def sample(
     if compose not in MODES:
         fail(f"unknown --compose {compose!r}; expected one of {', '.join(MODES)}")
     cfg = sample_config(steps, lambda_b + 1, seed)
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "negative_prompt": negative_prompt,
                 "base_id": model.model_id()}
     if adapter is not None and subject is not None:
@@ -190,16 +192,17 @@ def evaluate_style(
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Oracle style_acc, content_acc, leakage, CLIP-T and CLIP-I of the adapter vs the base alone."""
     from .. import adapters, world
     from ..evaluate import evaluate_style as run
     from ..io import load_image, staged_dir
-    from ..muse.base import MuseBase
     from ..oracle import Oracles
     from .common import png_bytes
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
     ref_path = reference or Path(meta["train"]["images"][0])
     ref, _ = load_image(ref_path)
@@ -229,6 +232,8 @@ def evaluate_compose(
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Oracle style_acc, subject_acc and CLIP-T of two-theta vs stack vs merge composition."""
@@ -236,14 +241,13 @@ def evaluate_compose(
     from ..compose import MODES, role_warnings
     from ..compose import evaluate_compose as run
     from ..io import load_image, staged_dir
-    from ..muse.base import MuseBase
     from ..oracle import Oracles
     from .common import png_bytes
     if not 0 <= gamma <= 1:
         fail(f"--gamma must be in [0, 1], got {gamma}")
     if seeds < 1:
         fail(f"--seeds must be at least 1, got {seeds}")
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     theta_s, meta_s = adapters.load(style, model)
     theta_c, meta_c = adapters.load(subject, model)
     for warning in role_warnings(meta_s, meta_c):

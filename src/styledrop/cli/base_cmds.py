@@ -13,6 +13,16 @@ from ..io import staged_dir
 from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar
 
 BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
+DEVICE_HELP = "cpu | cuda | mps (default: CUDA if present, else MPS, else CPU)."
+DTYPE_HELP = "float32 | bfloat16 | float16 (default: bfloat16/float16 on a GPU, float32 on the CPU)."
+
+
+def load_base(path, device: str | None = None, dtype: str | None = None):
+    """The base model on the asked (or detected) device and dtype; errors name the problem."""
+    from ..device import resolve
+    from ..muse.base import MuseBase
+    dev, dt = resolve(device, dtype)
+    return MuseBase.load(path, device=dev, dtype=dt)
 
 
 def sample_config(steps: int, guidance: float, seed: int):
@@ -89,16 +99,17 @@ def generate(
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
     negative_prompt: str = typer.Option("", help="Prompt to steer away from (default: the empty prompt)."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Generate images with the base model alone (no adapter)."""
-    from ..muse.base import MuseBase
     from ..muse.sampler import generate as run
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
     if any(not p.strip() for p in prompt):
         fail("empty prompt: give some text, e.g. --prompt 'a fish in neon glow style'")
     cfg = sample_config(steps, guidance, seed)
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     prompts = [p for p in prompt for _ in range(n)]
     t = time.time()
     images = run(model, prompts, cfg, negative_prompt)
@@ -116,18 +127,19 @@ def evaluate_base(
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
     seed: int = typer.Option(0, help="Seed of the prompt set's images."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Oracle content/style accuracy and CLIP-T of the base model on a fixed, seeded prompt set."""
     from ..evaluate import evaluate_base as run
-    from ..muse.base import MuseBase
     from ..oracle import Oracles
     cfg = sample_config(steps, guidance, seed)
     if per_group < 1:
         fail(f"--per-group must be at least 1, got {per_group}")
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=3, info="")
-        report = run(MuseBase.load(base), Oracles.load(), cfg, per_group,
+        report = run(load_base(base, device, dtype), Oracles.load(), cfg, per_group,
                      lambda i, n, _: bar.update(task, completed=i))
     if as_json:
         print(json.dumps(report))
@@ -145,12 +157,13 @@ def bench(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     repeats: int = typer.Option(2, help="Timed repeats (best is kept) after one warm-up."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Sampling speed with CFG, and 3-way batched vs separate adapter guidance (same outputs, ratio)."""
     from ..bench import bench_sampling
-    from ..muse.base import MuseBase
-    r = bench_sampling(MuseBase.load(base), n, steps, repeats)
+    r = bench_sampling(load_base(base, device, dtype), n, steps, repeats)
     if as_json:
         print(json.dumps(r))
         return

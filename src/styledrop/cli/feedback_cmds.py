@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from .base_cmds import BASE_HELP
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
 from .common import app, err, fail, jsonl, png_bytes
 
 
@@ -32,12 +32,13 @@ def feedback(
     runs: Optional[Path] = typer.Option(None, help="Where every round's images, scores and choices go "
                                         "(default: OUT's name + '.rounds/')."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Generate with the adapter, keep the good images, train a new adapter on reference + kept images."""
     from .. import adapters, world
     from ..feedback import FeedbackConfig, feedback_rounds
     from ..io import load_image, staged_dir
-    from ..muse.base import MuseBase
     from ..oracle import Oracles
     from ..train import TrainConfig
     if keep is not None and keep > prompts * per_prompt:
@@ -53,7 +54,7 @@ def feedback(
         fail("--select manual needs --ids, e.g. --ids 3,17,40")
     if rounds < 1:
         fail(f"--rounds must be at least 1, got {rounds}")
-    model = MuseBase.load(base)
+    model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
     if meta.get("role", "style") != "style":
         err.print(f"warning: {adapter} is a {meta.get('role')} adapter, not a style adapter")

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from .base_cmds import BASE_HELP
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
 from .common import app, err, fail
 
 
@@ -28,11 +28,12 @@ def report(
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     as_json: bool = typer.Option(False, "--json", help="Also print the table as JSON on stdout."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Base vs round 1 vs round 2 (CLIP / oracle / random feedback): clip_t, clip_i, style, content, leakage."""
     from .. import world
     from ..io import atomic_write
-    from ..muse.base import MuseBase
     from ..oracle import Oracles
     from ..report import ReportConfig, build, render_html
     try:
@@ -46,7 +47,7 @@ def report(
         err.print(f"note: {style} was seen in pretraining; the paper's question is about unseen styles "
                   f"({', '.join(world.HELDOUT_STYLES)})")
     t = time.time()
-    model, oracles = MuseBase.load(base), Oracles.load()
+    model, oracles = load_base(base, device, dtype), Oracles.load()
     result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"))
     page = render_html(result)
     atomic_write(out, lambda tmp: Path(tmp).write_text(page))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .base_cmds import BASE_HELP
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
 from .common import app, err, fail
 
 
@@ -18,18 +18,19 @@ def ui(
     workdir: Path = typer.Option(Path("runs/ui"), help="Folder for uploads, generated images and adapters."),
     adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
+    dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Web app: upload references, train with a live progress bar, generate, tick good images, round 2, download."""
     import uvicorn
 
-    from ..muse.base import MuseBase
     from ..ui.app import create_app
     from ..ui.studio import Studio
     if adapter not in ("bottleneck", "shared", "lora"):
         fail(f"unknown adapter kind {adapter!r}; expected bottleneck, shared or lora")
     if not 0 < port < 65536:
         fail(f"port must be in 1..65535, got {port}")
-    studio = Studio(MuseBase.load(base), workdir, adapter)
+    studio = Studio(load_base(base, device, dtype), workdir, adapter)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
     err.print(f"styledrop ui on http://{host}:{port} (work folder {workdir})")

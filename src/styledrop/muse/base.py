@@ -57,6 +57,10 @@ class MuseBase:
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
     def model_id(self) -> str:
         """A short fingerprint of the transformer's weights: adapters record which base they fit."""
         return base_fingerprint(self.path) if self.path else "unsaved"
@@ -110,9 +114,9 @@ class MuseBase:
             text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
             vq_cls = json.loads((path / "vqvae" / "config.json").read_text()).get("_class_name", "VQModel")
             if vq_cls == "TinyVQModel":
-                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=torch.float32)
+                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=dtype)
             elif vq_cls == "VQModel":
-                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=torch.float32))
+                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=dtype))
             else:
                 raise UserError(f"{path / 'vqvae'}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
             transformer = load_transformer(path / "transformer", dtype)
@@ -123,7 +127,7 @@ class MuseBase:
             raise UserError(f"cannot load base model from {path}: {e}") from None
         scorer = None
         if (path / "clip_scorer" / "config.json").is_file():
-            scorer = CLIPModel.from_pretrained(path / "clip_scorer", dtype=torch.float32).eval()
+            scorer = CLIPModel.from_pretrained(path / "clip_scorer", dtype=dtype).eval().to(device)
         base = cls(tokenizer, text_encoder, vq, transformer, int(sched["mask_token_id"]), path, scorer)
         base.text_encoder.to(device)
         base.vq.to(device)

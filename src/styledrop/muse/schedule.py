@@ -19,9 +19,10 @@ def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | No
 
     Returns (masked ids, boolean mask of the positions to predict)."""
     b, n = ids.shape
-    t = torch.rand(b, generator=generator, device=ids.device)
+    where = generator.device if generator is not None else ids.device  # a CPU generator may drive GPU ids
+    t = torch.rand(b, generator=generator, device=where).to(ids.device)
     count = (mask_ratio(t) * n).round().clamp(min=1).long()  # (B,)
-    scores = torch.rand(b, n, generator=generator, device=ids.device)
+    scores = torch.rand(b, n, generator=generator, device=where).to(ids.device)
     ranks = scores.argsort(-1).argsort(-1)
     mask = ranks < count[:, None]
     return torch.where(mask, torch.full_like(ids, mask_id), ids), mask

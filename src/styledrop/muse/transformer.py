@@ -28,7 +28,7 @@ class PositionEmbedding(nn.Module):
 
 def add_position_embedding(model: UVit2DModel, grid: int, weight: torch.Tensor | None = None) -> UVit2DModel:
     """Attach a position table to ``model`` (as ``model.pos_embed``) and hook it after the embedding."""
-    pos = PositionEmbedding(model.config.block_out_channels, grid)
+    pos = PositionEmbedding(model.config.block_out_channels, grid).to(next(model.parameters()).dtype)
     if weight is not None:
         pos.weight.data.copy_(weight)
     model.pos_embed = pos

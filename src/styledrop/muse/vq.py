@@ -82,7 +82,8 @@ class TinyVQModel(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def encode_indices(self, x):
-        return self.quantize(self.encoder(x))[2]
+        p = next(self.parameters())
+        return self.quantize(self.encoder(x.to(p.device, p.dtype)))[2]
 
     @torch.no_grad()
     def decode_indices(self, idx):
@@ -108,7 +109,8 @@ class DiffusersVQ(nn.Module):
 
     @torch.no_grad()
     def encode_indices(self, x):
-        latents = self.vq.encode(x).latents
+        p = next(self.vq.parameters())
+        latents = self.vq.encode(x.to(p.device, p.dtype)).latents
         idx = self.vq.quantize(latents)[2][2]
         return idx.view(x.shape[0], latents.shape[2], latents.shape[3])
 
