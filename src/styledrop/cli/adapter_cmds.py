@@ -268,3 +268,22 @@ def evaluate_compose(
         r = report[mode]
         err.print(f"{mode:9s} style {r['style_acc']:.2f}  subject {r['subject_acc']:.2f}  mean {r['mean']:.2f}"
                   f"  clip_t {r.get('clip_t', float('nan')):.3f}")
+
+
+@app.command()
+def export(
+    adapter: Path = typer.Option(..., help="Adapter file (.safetensors) to export."),
+    out: Path = typer.Option(..., help="New folder for the exported adapter."),
+    fmt: str = typer.Option("peft", "--format", help="peft: a folder PeftModel.from_pretrained(UVit2DModel, OUT) "
+                            "loads."),
+    base: Optional[Path] = typer.Option(None, help=BASE_HELP),
+):
+    """Export a LoRA adapter for peft (bottleneck adapters cannot be expressed as LoRA; the error says why)."""
+    from .. import adapters
+    from ..export import FORMATS, export_peft
+    if fmt not in FORMATS:
+        fail(f"unknown --format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    model = load_base(base, "cpu", "float32")
+    theta, meta = adapters.load(adapter, model)
+    export_peft(theta, model.transformer, out)
+    err.print(f"wrote {out} (PEFT LoRA, rank {theta.cfg.rank}, {len(theta.paths)} target layers)")
