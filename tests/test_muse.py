@@ -136,6 +136,18 @@ def test_evaluate_base_and_bench_commands(cli, base):
     report = json.loads(out)
     assert code == 0 and set(report) == {"pretrain", "heldout_pair", "heldout_style"}
     assert all(0 <= r["content_acc"] <= 1 and "clip_t" in r and r["n"] == 2 for r in report.values())
-    code, out, _ = cli("bench", "--n", 2, "--steps", 2, "--repeats", 1, "--base", base.path, "--json")
+    code, out, _ = cli("bench", "--n", 2, "--steps", 2, "--repeats", 1, "--batch", 2, "--base", base.path, "--json")
     r = json.loads(out)
     assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0
+    assert r["train_flops_per_step"] > 0 and 0 < r["train_fraction_of_peak"] and r["peak_rss_mb"] > 10
+    assert r["sampling_speedup"] > 0 and r["train_speedup"] > 0
+
+
+def test_reference_sampling_loop_finishes_with_no_mask_left(base):
+    from styledrop.bench import _theta, reference_sampling
+    theta = _theta(base).attach(base.transformer)
+    try:
+        ids = reference_sampling(base, theta, ["a cat", "a boat"], steps=4, lambda_a=0.5, lambda_b=1.5)
+    finally:
+        theta.detach()
+    assert ids.shape == (2, base.grid, base.grid) and not (ids == base.mask_id).any()

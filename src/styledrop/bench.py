@@ -1,13 +1,26 @@
-"""Benchmarks: measured side by side in one run, printed as ratios (never asserted in tests)."""
+"""Benchmarks: measured side by side in one run, printed as ratios (never asserted in tests).
+
+The reference loops are written the way diffusers' own code does the same job, on the same model
+and settings: adapter training as ``examples/amused/train_amused.py`` (VQ-encode the images and
+run the text encoder at every step), sampling as ``AmusedPipeline`` (``AmusedScheduler.step`` and
+one transformer call per guidance branch).
+"""
 
 from __future__ import annotations
 
+import resource
 import time
 
+import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from . import adapters
+from . import adapters, world
+from .muse import transformer as tr
 from .muse.sampler import SampleConfig, decode_tokens, guided_logits_fn
+from .muse.train_transformer import masked_token_loss
+from .oracle import to_tensor
+from .train import reference_tokens
 
 
 def _timed(fn, repeats: int = 2) -> tuple[float, object]:
@@ -50,3 +63,114 @@ def bench_sampling(base, n: int = 16, steps: int = 12, repeats: int = 2) -> dict
         "guided_speedup": t_separate / t_batched,
         "guided_same_tokens": bool(torch.equal(ids_batched, ids_separate)),
     }
+
+
+def _theta(base, kind: str = "bottleneck", rank: int = 8):
+    torch.manual_seed(0)
+    theta = adapters.build(adapters.AdapterConfig(kind, rank), base.transformer)
+    for p in theta.parameters():
+        p.data.normal_(0, 0.02)
+    return theta
+
+
+@torch.no_grad()
+def reference_sampling(base, theta, prompts: list[str], steps: int, lambda_a: float, lambda_b: float, seed: int = 0):
+    """AmusedPipeline's way: AmusedScheduler, text encoded in the loop's setup, three separate transformer
+    calls per step for Ĝθ(t), G(t), G(n) (the adapter switched on for the first only)."""
+    from diffusers import AmusedScheduler
+    b, g = len(prompts), torch.Generator().manual_seed(seed)
+    sched = AmusedScheduler(mask_token_id=base.mask_id, masking_schedule="cosine")
+    sched.set_timesteps(steps, temperature=(2, 0))
+    t_h, t_p = base.encode_text(prompts)
+    n_h, n_p = base.encode_empty(b)
+    latents = torch.full((b, base.grid, base.grid), base.mask_id, dtype=torch.long)
+    conds = tr.micro_conds(b, base.image_size)
+
+    def call(h, p, on):
+        theta.gate = torch.full((b,), float(on))
+        try:
+            return base.transformer(latents, encoder_hidden_states=h, pooled_text_emb=p, micro_conds=conds)
+        finally:
+            theta.gate = None
+
+    for timestep in sched.timesteps:
+        a, c, u = call(t_h, t_p, 1), call(t_h, t_p, 0), call(n_h, n_p, 0)
+        logits = a + lambda_a * (a - c) + lambda_b * (c - u)
+        latents = sched.step(logits, timestep, latents, generator=g).prev_sample
+    return latents
+
+
+def bench_guided_vs_reference(base, n: int = 16, steps: int = 12, repeats: int = 2) -> dict:
+    """Our adapter-guided sampler (one batched forward per step) vs the AmusedPipeline-style loop."""
+    prompts = ["a fish in neon glow style"] * n
+    theta = _theta(base).attach(base.transformer)
+    try:
+        ours, _ = _timed(lambda: decode_tokens(guided_logits_fn(base, prompts, lambda_b=1.5, adapter=theta,
+                                                                lambda_a=0.5), n, base.grid**2, base.mask_id,
+                                               SampleConfig(steps=steps)), repeats)
+        ref, _ = _timed(lambda: reference_sampling(base, theta, prompts, steps, 0.5, 1.5), repeats)
+    finally:
+        theta.detach()
+    return {"sampling_ours_s": ours, "sampling_reference_s": ref, "sampling_speedup": ref / ours}
+
+
+def matmul_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate (FLOP/s) at the current thread count: the yardstick for training."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    t, _ = _timed(lambda: a @ b, repeats)
+    return 2 * size**3 / t
+
+
+def bench_training(base, batch: int = 8, steps: int = 5, kind: str = "bottleneck") -> dict:
+    """One adapter-training step: ours (VQ tokens and text embeddings cached before the loop) vs the
+    train_amused.py way (both recomputed every step), on the same G, adapter and batch. Also the step's
+    FLOP count (torch's counter) over its time, as a fraction of the measured matmul peak."""
+    samples = [world.sample(i, 0, [("house", "lava")]) for i in range(batch)]
+    images = [s.image for s in samples]
+    caption = "a house in molten lava style"
+    theta = _theta(base, kind).attach(base.transformer)
+    opt = torch.optim.AdamW(theta.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    tokens = reference_tokens(base, images, mirror=False)
+    hidden, pooled = base.encode_text([caption] * batch)
+
+    def step(tok, h, p):
+        loss = masked_token_loss(base.transformer, tok, h, p, base.mask_id, base.image_size, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def ours():
+        step(tokens, hidden, pooled)
+
+    def reference():
+        with torch.no_grad():
+            tok = base.vq.encode_indices(to_tensor(images)).flatten(1)
+            h, p = base.encode_text([caption] * batch)
+        step(tok, h, p)
+
+    try:
+        t_ours, _ = _timed(ours, steps)
+        t_ref, _ = _timed(reference, steps)
+        with FlopCounterMode(display=False) as counter:
+            ours()
+        flops = counter.get_total_flops()
+    finally:
+        theta.detach()
+    peak = matmul_peak_flops()
+    return {"train_batch": batch, "train_ours_s": t_ours, "train_reference_s": t_ref,
+            "train_speedup": t_ref / t_ours, "train_flops_per_step": flops,
+            "train_flops_per_s": flops / t_ours, "matmul_peak_flops_per_s": peak,
+            "train_fraction_of_peak": flops / t_ours / peak}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def bench_all(base, n: int = 16, steps: int = 12, repeats: int = 2, batch: int = 8) -> dict:
+    out = bench_sampling(base, n, steps, repeats)
+    out |= bench_guided_vs_reference(base, n, steps, repeats)
+    out |= bench_training(base, batch)
+    out["peak_rss_mb"] = peak_rss_mb()
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}

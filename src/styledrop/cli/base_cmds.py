@@ -156,14 +156,16 @@ def bench(
     n: int = typer.Option(16, help="Images per sampling run."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     repeats: int = typer.Option(2, help="Timed repeats (best is kept) after one warm-up."),
+    batch: int = typer.Option(8, help="Adapter-training batch."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Sampling speed with CFG, and 3-way batched vs separate adapter guidance (same outputs, ratio)."""
-    from ..bench import bench_sampling
-    r = bench_sampling(load_base(base, device, dtype), n, steps, repeats)
+    """Side by side in one run: sampling (CFG; batched vs separate guidance; vs an AmusedPipeline-style loop),
+    adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's matmul peak), peak memory."""
+    from ..bench import bench_all
+    r = bench_all(load_base(base, device, dtype), n, steps, repeats, batch)
     if as_json:
         print(json.dumps(r))
         return
@@ -171,3 +173,10 @@ def bench(
               f"{r['threads']} threads)")
     err.print(f"adapter guidance: batched {r['guided_batched_s']:.2f}s vs separate {r['guided_separate_s']:.2f}s "
               f"= {r['guided_speedup']:.2f}x, same tokens: {r['guided_same_tokens']}")
+    err.print(f"guided sampling vs AmusedPipeline-style loop: {r['sampling_ours_s']:.2f}s vs "
+              f"{r['sampling_reference_s']:.2f}s = {r['sampling_speedup']:.2f}x")
+    err.print(f"adapter training step (batch {batch}): {r['train_ours_s'] * 1000:.0f} ms vs train_amused-style "
+              f"{r['train_reference_s'] * 1000:.0f} ms = {r['train_speedup']:.2f}x; "
+              f"{r['train_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * r['train_fraction_of_peak']:.0f}% of the "
+              f"measured fp32 matmul peak ({r['matmul_peak_flops_per_s'] / 1e9:.0f} GFLOP/s)")
+    err.print(f"peak RSS: {r['peak_rss_mb']:.0f} MB")
