@@ -41,3 +41,14 @@ def resolve(device: str | None = None, dtype: str | None = None) -> tuple[torch.
     if dtype not in DTYPES:
         raise UserError(f"unknown --dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
     return torch.device(device), DTYPES[dtype]
+
+
+def processes() -> tuple[int, int] | None:
+    """(this process, number of processes) when launched as several (accelerate launch, torchrun), else None.
+    Training splits the same global batch by rows and sums the gradients; generation splits the images."""
+    import os
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+    state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group: gloo on CPU, NCCL on GPUs
+    return state.process_index, state.num_processes

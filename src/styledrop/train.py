@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import adapters
+from .device import processes
 from .muse import stages
 from .muse.train_transformer import masked_token_loss
 from .oracle import to_tensor
@@ -59,19 +60,25 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     adapter = adapters.build(adapter_cfg, base.transformer).attach(base.transformer)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
 
+    world = processes()  # (k, n) under `accelerate launch` / torchrun with n > 1, else None
+
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
         loss = masked_token_loss(base.transformer, tokens[rows], hidden[rows], pooled[rows],
-                                 base.mask_id, base.image_size, g)
+                                 base.mask_id, base.image_size, g, part=world)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world is not None:  # every process holds a share of the global batch: sum the shares
+            loss = loss.detach().clone()
+            for t in [p.grad for p in adapter.parameters() if p.grad is not None] + [loss]:
+                torch.distributed.all_reduce(t)
         opt.step()
         return {"loss": loss.item()}
 
     adapter.train()
     try:
         stages.run(model=adapter, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=100,
-                   warmup=min(50, cfg.steps // 10 + 1), progress=progress)
+                   warmup=min(50, cfg.steps // 10 + 1), progress=progress, save=world is None or world[0] == 0)
     finally:
         adapter.detach()
     return adapter.eval()

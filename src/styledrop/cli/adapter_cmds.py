@@ -64,7 +64,10 @@ def train(
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists."""
+    from contextlib import nullcontext
+
     from .. import adapters, world
+    from ..device import processes
     from ..muse.sampler import SampleConfig, generate
     from ..train import TrainConfig, caption_for, train_adapter
     if bool(image) == bool(subject):
@@ -101,13 +104,19 @@ def train(
         images += list(generate(model, [class_prompt] * prior, SampleConfig(seed=seed + 100_000)))
         captions += [class_prompt] * prior
     ckpt = out.with_name(out.name + ".ckpt")
-    if ckpt.is_file():
+    procs = processes()  # under `accelerate launch`: one share of each batch per process, the first one writes
+    first = procs is None or procs[0] == 0
+    if ckpt.is_file() and first:
         err.print(f"resuming from {ckpt}")
     t = time.time()
-    with progress_bar() as bar:
-        task = bar.add_task("training", total=steps, info="")
-        theta = train_adapter(model, images, captions, acfg, tcfg, ckpt,
+    with progress_bar() if first else nullcontext() as bar:
+        task = bar.add_task("training", total=steps, info="") if first else None
+        theta = train_adapter(model, images, captions, acfg, tcfg, ckpt, None if not first else
                               lambda i, n, losses: bar.update(task, completed=i, info=f"loss {losses['loss']:.3f}"))
+    if not first:
+        return
+    if procs is not None:
+        info["processes"] = procs[1]
     info["train"] = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [str(p) for p in paths],
                      "prior": prior}
     adapters.save(out, theta, model, info)

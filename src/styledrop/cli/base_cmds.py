@@ -18,10 +18,14 @@ DTYPE_HELP = "float32 | bfloat16 | float16 (default: bfloat16/float16 on a GPU, 
 
 
 def load_base(path, device: str | None = None, dtype: str | None = None):
-    """The base model on the asked (or detected) device and dtype; errors name the problem."""
-    from ..device import resolve
+    """The base model on the asked (or detected) device and dtype; errors name the problem.
+    Under a multi-process launch, each process takes its own GPU."""
+    from ..device import processes, resolve
     from ..muse.base import MuseBase
     dev, dt = resolve(device, dtype)
+    if dev.type == "cuda" and processes() is not None:
+        from accelerate import PartialState
+        dev = PartialState().device
     return MuseBase.load(path, device=dev, dtype=dt)
 
 
@@ -102,7 +106,13 @@ def generate(
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
-    """Generate images with the base model alone (no adapter)."""
+    """Generate images with the base model alone (no adapter). Under `accelerate launch`, the images are
+    split across the processes."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from ..device import processes
     from ..muse.sampler import generate as run
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
@@ -112,7 +122,18 @@ def generate(
     model = load_base(base, device, dtype)
     prompts = [p for p in prompt for _ in range(n)]
     t = time.time()
-    images = run(model, prompts, cfg, negative_prompt)
+    world = processes()
+    if world is None:
+        images = run(model, prompts, cfg, negative_prompt)
+    else:  # several processes: each draws a contiguous share (image i keeps seed + i), the first one writes
+        from accelerate.utils import gather_object
+        k, count = world
+        lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
+        mine = run(model, prompts[lo:hi], replace(cfg, seed=seed + lo), negative_prompt) if hi > lo else []
+        images = gather_object([list(mine)])  # one list per process, in process order
+        images = np.stack([im for part in images for im in part])
+        if k != 0:
+            return
     settings = {"steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
                 "base": str(model.path), "base_id": model.model_id()}
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(prompts)]

@@ -24,7 +24,8 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step: Callable[[int], dict],
         ckpt: Path | None = None, every: int = 200, warmup: int = 100,
-        progress: Callable[[int, int, dict], None] | None = None) -> None:
+        progress: Callable[[int, int, dict], None] | None = None, save: bool = True) -> None:
+    """``save=False``: read ``ckpt`` to resume but never write it (the other processes of a multi-process run)."""
     base_lrs = [g["lr"] for g in opt.param_groups]
     start = 0
     if ckpt is not None and Path(ckpt).is_file():
@@ -38,7 +39,7 @@ def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step:
         losses = step(i)
         if progress:
             progress(i + 1, steps, losses)
-        if ckpt is not None and ((i + 1) % every == 0 or i + 1 == steps):
+        if save and ckpt is not None and ((i + 1) % every == 0 or i + 1 == steps):
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optimizer_tensors(opt)
             save_tensors(ckpt, tensors, {"step": i + 1})
     for g, lr in zip(opt.param_groups, base_lrs):

@@ -60,12 +60,22 @@ def autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
 
 
-def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False):
-    """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters."""
+def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None):
+    """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters.
+
+    ``part=(k, n)``: process k of n runs only rows k, k+n, ... of the batch (masks are still drawn for
+    the whole batch, so every process sees the same ones) and divides by the masked count of the
+    whole batch: the n processes' gradients then sum to the one-process gradient."""
     inp, mask = schedule.random_mask(tokens, mask_id, g)
+    if part is None:
+        with autocast(bf16):
+            out = tr.logits(model, inp, hidden, pooled, image_size)
+        return F.cross_entropy(out[mask].float(), tokens[mask])
+    rows = slice(part[0], None, part[1])
     with autocast(bf16):
-        out = tr.logits(model, inp, hidden, pooled, image_size)
-    return F.cross_entropy(out[mask].float(), tokens[mask])
+        out = tr.logits(model, inp[rows], hidden[rows], pooled[rows], image_size)
+    mine = mask[rows]
+    return F.cross_entropy(out[mine].float(), tokens[rows][mine], reduction="sum") / mask.sum()
 
 
 def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, tokens, meta,
