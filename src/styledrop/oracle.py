@@ -83,6 +83,9 @@ class Oracles:
         pc, ps = [], []
         for i in range(0, len(images), batch):
             x = to_tensor(images[i:i + batch])
+            if x.shape[-2:] != (world.SIZE, world.SIZE):  # images of another base: judged at the world's size
+                x = torch.nn.functional.interpolate(x, size=(world.SIZE, world.SIZE), mode="bilinear",
+                                                    antialias=True)
             pc.append(self.content(x).softmax(-1))
             ps.append(self.style(x).softmax(-1))
         return torch.cat(pc), torch.cat(ps)

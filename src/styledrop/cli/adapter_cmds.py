@@ -27,11 +27,12 @@ def _prompts(prompt: list[str], prompts_file: Optional[Path]) -> list[str]:
     return out
 
 
-def _read_images(paths: list[Path]) -> list:
+def _read_images(paths: list[Path], size: int) -> list:
+    """Images at the base's resolution, with a note for each conversion."""
     from ..io import load_image
     images = []
     for p in paths:
-        im, notes = load_image(p)
+        im, notes = load_image(p, size)
         for note in notes:
             err.print(f"note: {p}: {note}")
         images.append(im)
@@ -95,8 +96,8 @@ def train(
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
-    images = _read_images(paths)
     model = load_base(base, device, dtype)
+    images = _read_images(paths, model.image_size)
     captions = [caption] * len(images)
     if subject and prior:
         class_prompt = f"{world.article(class_noun)} {class_noun}"
@@ -214,7 +215,7 @@ def evaluate_style(
     model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
     ref_path = reference or Path(meta["train"]["images"][0])
-    ref, _ = load_image(ref_path)
+    ref, _ = load_image(ref_path, model.image_size)
     report = run(model, Oracles.load(), theta, meta, ref, sample_config(steps, lambda_b + 1, 0),
                  lambda_a, lambda_b, seeds)
     images = report.pop("images")
@@ -261,8 +262,8 @@ def evaluate_compose(
     theta_c, meta_c = adapters.load(subject, model)
     for warning in role_warnings(meta_s, meta_c):
         err.print(f"warning: {warning}")
-    style_ref = load_image(meta_s["train"]["images"][0])[0]
-    subject_images = [load_image(p)[0] for p in meta_c["train"]["images"]]
+    style_ref = load_image(meta_s["train"]["images"][0], model.image_size)[0]
+    subject_images = [load_image(p, model.image_size)[0] for p in meta_c["train"]["images"]]
     report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
                  sample_config(steps, lambda_b + 1, 0), gamma=gamma, lambda_a=lambda_a, lambda_b=lambda_b,
                  seeds=seeds, subject_images=subject_images)

@@ -58,7 +58,7 @@ def feedback(
     theta, meta = adapters.load(adapter, model)
     if meta.get("role", "style") != "style":
         err.print(f"warning: {adapter} is a {meta.get('role')} adapter, not a style adapter")
-    references = [load_image(p)[0] for p in meta["train"]["images"]]
+    references = [load_image(p, model.image_size)[0] for p in meta["train"]["images"]]
     runs = runs or out.with_name(out.name + ".rounds")
     t = time.time()
 
