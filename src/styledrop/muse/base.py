@@ -113,10 +113,12 @@ class MuseBase:
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
             text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
             vq_cls = json.loads((path / "vqvae" / "config.json").read_text()).get("_class_name", "VQModel")
+            # aMUSEd's VQ-GAN overflows to NaN in float16 (its model card says so): it alone stays fp32 then
+            vq_dtype = torch.float32 if dtype == torch.float16 else dtype
             if vq_cls == "TinyVQModel":
-                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=dtype)
+                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=vq_dtype)
             elif vq_cls == "VQModel":
-                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=dtype))
+                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=vq_dtype))
             else:
                 raise UserError(f"{path / 'vqvae'}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
             transformer = load_transformer(path / "transformer", dtype)
