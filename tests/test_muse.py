@@ -48,6 +48,18 @@ def test_sampler_unmasks_monotonically_and_finishes():
     assert not (ids == mask_id).any()
 
 
+def test_token_temperature_sharpens_towards_the_argmax():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 64, 10)
+    best = logits.argmax(-1)
+
+    def fn(ids):
+        return logits.expand(ids.shape[0], -1, -1)
+    hot = decode_tokens(fn, 4, 64, 10, SampleConfig(steps=4, token_temperature=1.0))
+    cold = decode_tokens(fn, 4, 64, 10, SampleConfig(steps=4, token_temperature=0.01))
+    assert (cold == best).all() and (hot != best).any()
+
+
 def test_tokenizer_is_clip_format_and_checks_prompts():
     tok = build_tokenizer()
     assert tok.tokenize("a fish in neon glow style") == ["a</w>", "fish</w>", "in</w>", "neon</w>", "glow</w>",

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,7 +82,7 @@ def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48
     report = {}
     for k, (name, pairs) in enumerate(base_prompt_set(per_group).items()):
         prompts = [world.caption(c, s) for c, s in pairs]
-        images = generate(base, prompts, SampleConfig(cfg.steps, cfg.guidance, cfg.temperature, cfg.seed + 1000 * k))
+        images = generate(base, prompts, replace(cfg, seed=cfg.seed + 1000 * k))
         scores = oracle_scores(oracles, images, [c for c, _ in pairs], [s for _, s in pairs])
         if base.scorer is not None:
             scores["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), prompts).mean())

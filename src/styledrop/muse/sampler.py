@@ -8,7 +8,7 @@ so an image does not change with the batch it was made in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -24,6 +24,7 @@ class SampleConfig:
     guidance: float = 3.0  # classifier-free guidance scale; 0 = unguided conditional
     temperature: float = 1.0  # of the confidence noise, annealed to 0 over the steps
     seed: int = 0
+    token_temperature: float = 1.0  # of each token's sampling: < 1 sharpens
 
     def __post_init__(self):
         if not 1 <= self.steps <= 256:
@@ -50,7 +51,8 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     ids = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
     for step in range(cfg.steps):
         ids = schedule.unmask_step(ids, logits_fn(ids), step, cfg.steps, mask_id,
-                                   generators=generators, temperature=cfg.temperature)
+                                   generators=generators, temperature=cfg.temperature,
+                                   token_temperature=cfg.token_temperature)
     assert not (ids == mask_id).any()
     return ids
 
@@ -125,7 +127,7 @@ def generate(base, prompts: list[str], cfg: SampleConfig, negative: str = "", ba
             fn = cfg_logits_fn(base, chunk, cfg.guidance, negative)
         else:
             fn = logits_fn_for(chunk)
-        sub = SampleConfig(cfg.steps, cfg.guidance, cfg.temperature, cfg.seed + i)
+        sub = replace(cfg, seed=cfg.seed + i)
         ids = decode_tokens(fn, len(chunk), base.grid**2, base.mask_id, sub, base.device)
         out.append(tokens_to_images(base, ids))
     return np.concatenate(out)

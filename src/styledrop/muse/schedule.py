@@ -39,7 +39,8 @@ def gumbel(shape: tuple, generators: list[torch.Generator], device) -> torch.Ten
 
 
 def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, mask_id: int, *,
-                generators: list[torch.Generator], temperature: float = 1.0) -> torch.Tensor:
+                generators: list[torch.Generator], temperature: float = 1.0,
+                token_temperature: float = 1.0) -> torch.Tensor:
     """One MaskGIT step: sample every masked token, keep the most confident, re-mask the rest.
 
     ids (B, N) with ``mask_id`` where unknown; logits (B, N, K). The number left masked after
@@ -48,7 +49,7 @@ def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, 
     Row i draws all its randomness from ``generators[i]``.
     """
     b, n = ids.shape
-    logp = logits.float().log_softmax(-1)
+    logp = (logits.float() / max(token_temperature, 1e-4)).log_softmax(-1)  # < 1 sharpens each token's choice
     sampled = (logp + gumbel(logp.shape[1:], generators, ids.device)).argmax(-1)  # = multinomial
     masked = ids == mask_id
     sampled = torch.where(masked, sampled, ids)
