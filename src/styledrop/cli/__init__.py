@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from ..io import UserError
 from . import adapter_cmds, base_cmds, feedback_cmds, report_cmds, ui_cmds, world_cmds  # noqa: F401  (registers the commands)
 from .common import app, err
@@ -21,5 +23,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="styledrop")
     except UserError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
         sys.exit(2)

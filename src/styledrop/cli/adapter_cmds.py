@@ -48,8 +48,8 @@ def train(
     more: list[Path] = typer.Argument(None, help="More images for --image / --subject: `--subject a.png b.png`.",
                                       show_default=False),
     style: Optional[str] = typer.Option(None, help="Style descriptor, e.g. 'in watercolor style'."),
-    token: Optional[str] = typer.Option(None, help="A rare token: style '[v]' -> 'in [v] style'; subject "
-                                        "'[v]' + --class fish -> 'a [v] fish'."),
+    token: Optional[str] = typer.Option(None, help="A rare token: style '\\[v]' -> 'in \\[v] style'; subject "
+                                        "'\\[v]' + --class fish -> 'a \\[v] fish'."),
     class_noun: Optional[str] = typer.Option(None, "--class", help="Subject's class noun, e.g. 'fish'."),
     prior: int = typer.Option(0, help="Subject only: add this many base-model images of 'a CLASS' (DreamBooth's "
                               "prior preservation), captioned without the token."),

@@ -8,6 +8,7 @@ import time
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -16,12 +17,12 @@ oracle_app = typer.Typer(no_args_is_help=True, help="Toy-world oracles: classifi
 app.add_typer(oracle_app, name="oracle")
 evaluate_app = typer.Typer(no_args_is_help=True, help="Measure models and adapters with the oracles and CLIP.")
 app.add_typer(evaluate_app, name="evaluate")
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, markup=False)  # prompts like "a [v] fish" are text, not markup
 
 
 def fail(message: str) -> None:
     """One clear line on stderr and exit code 2: the contract for every bad input."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(2)
 
 
