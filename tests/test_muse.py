@@ -164,3 +164,12 @@ def test_reference_sampling_loop_finishes_with_no_mask_left(base):
     finally:
         theta.detach()
     assert ids.shape == (2, base.grid, base.grid) and not (ids == base.mask_id).any()
+
+
+def test_categorical_sampling_follows_the_distribution():
+    from styledrop.muse.schedule import sample_categorical
+    probs = torch.tensor([0.1, 0.6, 0.0, 0.3])
+    logp = probs.clamp_min(1e-30).log().expand(1, 20000, 4)
+    draws = sample_categorical(logp, [torch.Generator().manual_seed(0)])[0]
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    assert (freq - probs).abs().max() < 0.015 and freq[2] == 0

@@ -114,7 +114,7 @@ def bench_guided_vs_reference(base, n: int = 16, steps: int = 12, repeats: int =
     return {"sampling_ours_s": ours, "sampling_reference_s": ref, "sampling_speedup": ref / ours}
 
 
-def matmul_peak_flops(size: int = 1024, repeats: int = 5) -> float:
+def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
     """This machine's fp32 matmul rate (FLOP/s) at the current thread count: the yardstick for training."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     t, _ = _timed(lambda: a @ b, repeats)
