@@ -34,6 +34,21 @@ def _timed(fn, repeats: int = 2) -> tuple[float, object]:
     return best, out
 
 
+def _side_by_side(a, b, repeats: int = 3) -> tuple[float, float, object, object]:
+    """Best times of ``a`` and ``b`` run alternately (after one warm-up each), so that the machine's
+    drifting speed (a shared VM here: ±20% over a minute) hits both alike; and their last results."""
+    a(), b()
+    ta = tb = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        ra = a()
+        ta = min(ta, time.perf_counter() - t)
+        t = time.perf_counter()
+        rb = b()
+        tb = min(tb, time.perf_counter() - t)
+    return ta, tb, ra, rb
+
+
 @torch.no_grad()
 def bench_sampling(base, n: int = 16, steps: int = 12, repeats: int = 2) -> dict:
     """(a) base sampling with CFG, images/s; (b) adapter-guided sampling, the three branches batched
@@ -52,8 +67,8 @@ def bench_sampling(base, n: int = 16, steps: int = 12, repeats: int = 2) -> dict
         p.data.normal_(0, 0.02)
     theta.attach(base.transformer)
     try:
-        t_batched, ids_batched = _timed(lambda: run(adapter=theta, lambda_a=1.0), repeats)
-        t_separate, ids_separate = _timed(lambda: run(adapter=theta, lambda_a=1.0, separate=True), repeats)
+        t_batched, t_separate, ids_batched, ids_separate = _side_by_side(
+            lambda: run(adapter=theta, lambda_a=1.0), lambda: run(adapter=theta, lambda_a=1.0, separate=True), repeats)
     finally:
         theta.detach()
     return {
@@ -105,10 +120,10 @@ def bench_guided_vs_reference(base, n: int = 16, steps: int = 12, repeats: int =
     prompts = ["a fish in neon glow style"] * n
     theta = _theta(base).attach(base.transformer)
     try:
-        ours, _ = _timed(lambda: decode_tokens(guided_logits_fn(base, prompts, lambda_b=1.5, adapter=theta,
-                                                                lambda_a=0.5), n, base.grid**2, base.mask_id,
-                                               SampleConfig(steps=steps)), repeats)
-        ref, _ = _timed(lambda: reference_sampling(base, theta, prompts, steps, 0.5, 1.5), repeats)
+        ours, ref, _, _ = _side_by_side(
+            lambda: decode_tokens(guided_logits_fn(base, prompts, lambda_b=1.5, adapter=theta, lambda_a=0.5), n,
+                                  base.grid**2, base.mask_id, SampleConfig(steps=steps)),
+            lambda: reference_sampling(base, theta, prompts, steps, 0.5, 1.5), repeats)
     finally:
         theta.detach()
     return {"sampling_ours_s": ours, "sampling_reference_s": ref, "sampling_speedup": ref / ours}
@@ -121,7 +136,7 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / t
 
 
-def bench_training(base, batch: int = 8, steps: int = 5, kind: str = "bottleneck") -> dict:
+def bench_training(base, batch: int = 8, steps: int = 10, kind: str = "bottleneck") -> dict:
     """One adapter-training step: ours (VQ tokens and text embeddings cached before the loop) vs the
     train_amused.py way (both recomputed every step), on the same G, adapter and batch. Also the step's
     FLOP count (torch's counter) over its time, as a fraction of the measured matmul peak."""
@@ -150,8 +165,7 @@ def bench_training(base, batch: int = 8, steps: int = 5, kind: str = "bottleneck
         step(tok, h, p)
 
     try:
-        t_ours, _ = _timed(ours, steps)
-        t_ref, _ = _timed(reference, steps)
+        t_ours, t_ref, _, _ = _side_by_side(ours, reference, steps)
         with FlopCounterMode(display=False) as counter:
             ours()
         flops = counter.get_total_flops()
