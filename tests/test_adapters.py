@@ -145,3 +145,11 @@ def test_train_bad_input_leaves_output_untouched(cli, base, tmp_path):
     assert code == 2 and "not found" in err
     code, _, err = cli("sample", "--adapter", out, "--prompt", "a boat", "--out", tmp_path / "s", "--base", base.path)
     assert code == 2 and "not a valid safetensors" in err and not (tmp_path / "s").exists()
+
+
+def test_demo_runs_the_whole_job_on_a_given_base(cli, base, tmp_path):
+    code, _, err = cli("demo", "--base", base.path, "--steps", 2, "--out", tmp_path / "demo")
+    assert code == 0, err
+    assert "oracle on the 16 samples" in err
+    assert len(list((tmp_path / "demo" / "samples").glob("0*.png"))) == 16
+    assert (tmp_path / "demo" / "style.safetensors").is_file()

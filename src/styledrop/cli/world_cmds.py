@@ -112,6 +112,7 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where to write the demo's outputs."),
     style: str = typer.Option("pop_art", help="Toy-world style of the reference (a held-out one by default)."),
     steps: int = typer.Option(300, help="Adapter training steps."),
+    base: Optional[Path] = typer.Option(None, help="Base model folder (default: the shipped tiny base)."),
 ):
     """The main job on the embedded default: one reference image of a style the base never saw ->
     a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles."""
@@ -124,7 +125,7 @@ def demo(
     t = time.time()
     if style not in world.STYLE_NAMES:
         fail(f"unknown style {style!r}; expected one of {', '.join(world.STYLE_NAMES)}")
-    if not (DEFAULT_BASE / "model_index.json").is_file():
+    if base is None and not (DEFAULT_BASE / "model_index.json").is_file():
         # no tiny base shipped yet: show what exists, the world and its oracles
         world_cmd(out=out / "world", n=64, style=None, content=None, split=None, seed=0)
         oracle_check(n=1000, seed=None, as_json=False)
@@ -135,12 +136,15 @@ def demo(
     save_png(out / "reference.png", ref.image)
     descriptor = "in " + world.STYLES[style].descriptor
     err.print(f"reference: {out / 'reference.png'} (a house {descriptor})")
-    train(image=[out / "reference.png"], out=out / "style.safetensors", style=descriptor, token=None,
-          content="a house", steps=steps, lr=2e-3, batch=8, rank=8, adapter="bottleneck", seed=0, base=None)
+    # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
+    train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
+          token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=2e-3, batch=8, rank=8,
+          adapter="bottleneck", seed=0, base=base, device=None, dtype=None)
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
-    sample(adapter=out / "style.safetensors", out=out / "samples", prompt=[world.caption(c, None) for c in contents],
-           prompts=None, n=2, seed=0, steps=12, lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B,
-           negative_prompt="", base=None)
+    sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,
+           prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=12,
+           lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B, negative_prompt="", gamma=0.5, compose="two-theta",
+           base=base, device=None, dtype=None)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
     wanted = [c for c in contents for _ in range(2)]
