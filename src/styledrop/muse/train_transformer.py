@@ -30,6 +30,7 @@ class TransformerTrainConfig:
     hidden: int = 256
     layers: int = 4
     channels: int = 128
+    downsample: bool = True  # UVit2D's down/upsample around the transformer
     bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
     seed: int = 3
 
@@ -85,7 +86,7 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
     te = text_encoder.config
     model = UVit2DModel(**tr.tiny_config(codebook_size=vq.codebook_size, text_hidden=te.hidden_size,
                                          text_proj=te.projection_dim, hidden=cfg.hidden, layers=cfg.layers,
-                                         channels=cfg.channels))
+                                         channels=cfg.channels, downsample=cfg.downsample))
     grid = int(tokens.shape[1] ** 0.5)
     tr.add_position_embedding(model, grid)
     mask_id = tr.mask_token_id(model)
