@@ -22,6 +22,7 @@ def test_interval_is_a_t_interval_over_seeds():
     assert mean == pytest.approx(0.5) and hi - mean == pytest.approx(mean - lo)
     assert hi - mean == pytest.approx(3.18 * np.std([0.2, 0.4, 0.6, 0.8], ddof=1) / 2)
     assert interval(np.array([0.3, 0.3]))[1:] == (pytest.approx(0.3), pytest.approx(0.3))
+    assert interval(np.array([0.0, 0.0, 0.0, 0.25]), (0.0, 1.0))[1] == 0.0  # a rate's interval stays in [0, 1]
 
 
 def test_report_command(cli, base, tmp_path):

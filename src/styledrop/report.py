@@ -26,6 +26,7 @@ from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from .train import TrainConfig, caption_for, train_adapter
 
 METRICS = ("clip_t", "clip_i", "style_acc", "content_acc", "leakage")
+FRACTIONS = ("style_acc", "content_acc", "leakage")  # oracle hit rates; the CLIP scores are cosines
 SELECTIONS = {"round 2 CLIP": "clip", "round 2 oracle": "oracle", "round 2 random": "random"}
 PAPER = {"base": (0.323, 0.556), "round 1": (0.313, 0.705), "round 2 oracle": (0.322, 0.694),
          "round 2 CLIP": (0.329, 0.673), "round 2 random": (0.316, 0.678)}  # Table 2 (Text / Style)
@@ -54,12 +55,12 @@ class ReportConfig:
             raise ValueError("an interval over seeds needs --seeds 2 or more")
 
 
-def interval(per_seed: np.ndarray) -> tuple[float, float, float]:
-    """Mean and 95% t-interval of per-seed values."""
+def interval(per_seed: np.ndarray, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of per-seed values, cut to ``bounds`` (a fraction cannot leave [0, 1])."""
     n = len(per_seed)
     mean = float(per_seed.mean())
     half = _T95.get(n - 1, 1.96) * float(per_seed.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half
+    return mean, max(bounds[0], mean - half), min(bounds[1], mean + half)
 
 
 def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
@@ -94,7 +95,8 @@ def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
         ims = style_samples(base, theta, descriptor, pairs, SampleConfig(steps=cfg.sample_steps, seed=10_000),
                             cfg.lambda_a, cfg.lambda_b)
         scores = style_metrics(base, oracles, ims, pairs, ref, reference)
-        table[name] = {m: interval(np.array([v[seed_of == k].mean() for k in range(cfg.seeds)]))
+        table[name] = {m: interval(np.array([v[seed_of == k].mean() for k in range(cfg.seeds)]),
+                                   (0.0, 1.0) if m in FRACTIONS else (-1.0, 1.0))
                        for m, v in scores.items()}
         grids[name] = world.grid([ims[i] for i in range(len(pairs)) if seed_of[i] == 0], cols=12)
     return {"config": asdict(cfg), "descriptor": descriptor, "reference_view": ref, "table": table,
