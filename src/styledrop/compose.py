@@ -16,8 +16,7 @@ import torch
 from . import adapters
 from .evaluate import style_prompt
 from .io import UserError
-from .muse import transformer as tr
-from .muse.sampler import LogitsFn
+from .muse.sampler import LogitsFn, gated_logits
 
 MODES = ("two-theta", "stack", "merge")
 
@@ -51,17 +50,6 @@ def merge(style, subject, transformer):
     return merged.eval()
 
 
-def _forward(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled):
-    """One G forward with each adapter switched on for the rows where its gate is 1."""
-    for adapter, gate in gated:
-        adapter.gate = gate
-    try:
-        return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
-    finally:
-        for adapter, _ in gated:
-            adapter.gate = None
-
-
 def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject, *, mode: str, gamma: float,
                       lambda_a: float, lambda_b: float, negative: str = "", merged=None) -> LogitsFn:
     """Logits for the full prompts (descriptor appended unless present) under one of ``MODES``.
@@ -88,7 +76,7 @@ def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject,
         gates = [(style, torch.cat([on, off, off, off, off])), (subject, torch.cat([off, on, off, off, off]))]
 
         def fn(ids):
-            a_s, a_c, g_t, g_c, g_n = _forward(base, gates, ids.repeat(5, 1), hidden, pooled).split(b)
+            a_s, a_c, g_t, g_c, g_n = gated_logits(base, gates, ids.repeat(5, 1), hidden, pooled).split(b)
             return (1 - gamma) * guided(a_s, g_t, g_n) + gamma * guided(a_c, g_c, g_n)
         return fn
 
@@ -97,7 +85,7 @@ def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject,
     gated = [(style, gate), (subject, gate)] if mode == "stack" else [(merged, gate)]
 
     def fn(ids):
-        return guided(*_forward(base, gated, ids.repeat(3, 1), hidden, pooled).split(b))
+        return guided(*gated_logits(base, gated, ids.repeat(3, 1), hidden, pooled).split(b))
     return fn
 
 

@@ -57,6 +57,17 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     return ids
 
 
+def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled) -> torch.Tensor:
+    """One G forward with each attached adapter switched on for the rows where its gate is 1."""
+    for adapter, gate in gated:
+        adapter.gate = gate
+    try:
+        return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
+    finally:
+        for adapter, _ in gated:
+            adapter.gate = None
+
+
 def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str = "", adapter=None,
                      lambda_a: float = 0.0, separate: bool = False) -> LogitsFn:
     """StyleDrop's guidance: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)).
@@ -77,13 +88,7 @@ def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str
     gate = torch.cat([torch.full((b,), g) for _, _, g in branches])
 
     def forward(ids, h, p, g):
-        if adapter is not None:
-            adapter.gate = g
-        try:
-            return tr.logits(base.transformer, ids, h, p, base.image_size)
-        finally:
-            if adapter is not None:
-                adapter.gate = None
+        return gated_logits(base, [(adapter, g)] if adapter is not None else [], ids, h, p)
 
     def fn(ids):
         k = len(branches)
