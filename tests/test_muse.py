@@ -20,11 +20,12 @@ def base(tmp_path_factory):
     return tiny_base(tmp_path_factory.mktemp("tiny"))
 
 
-def test_vq_round_trip_shapes():
-    vq = TinyVQModel(channels=8, code_dim=8, codebook_size=16)
+@pytest.mark.parametrize("levels,grid", [(2, 16), (3, 8)])
+def test_vq_round_trip_shapes(levels, grid):
+    vq = TinyVQModel(channels=8, code_dim=8, codebook_size=16, levels=levels)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     idx = vq.encode_indices(x)
-    assert idx.shape == (2, 16, 16) and idx.max() < 16
+    assert idx.shape == (2, grid, grid) and idx.max() < 16 and vq.scale == 64 // grid
     assert vq.decode_indices(idx).shape == (2, 3, 64, 64)
 
 
@@ -61,6 +62,32 @@ def test_token_temperature_sharpens_towards_the_argmax():
     assert (cold == best).all() and (hot != best).any()
 
 
+def test_entropy_confidence_fixes_the_most_certain_position_whatever_was_drawn():
+    # position 0: two tokens, 0.85 / 0.15 (entropy 0.42); position 1: token 3 with 0.95, the rest spread
+    # thin (entropy 0.39); position 2: uniform. "sampled" confidence puts position 0 first whenever
+    # position 1 drew one of its rare tokens; "entropy" always keeps 1, then 0, then 2.
+    k = 50
+    probs = torch.full((3, k), 1e-9)
+    probs[0, :2] = torch.tensor([0.85, 0.15])
+    probs[1] = 0.05 / (k - 1)
+    probs[1, 3] = 0.95
+    probs[2] = 1 / k
+    logits = probs.log()[None]
+    firsts = set()
+    for seed in range(60):
+        gens = [torch.Generator().manual_seed(seed)]
+        ids = torch.full((1, 3), k)
+        out = schedule.unmask_step(ids, logits, 0, 3, k, generators=gens, temperature=0.0, confidence="entropy")
+        assert (out != k).nonzero()[:, 1].tolist() == [1]
+        out = schedule.unmask_step(out, logits, 1, 3, k, generators=gens, temperature=0.0, confidence="entropy")
+        assert sorted((out != k).nonzero()[:, 1].tolist()) == [0, 1]
+        first = schedule.unmask_step(ids, logits, 0, 3, k, generators=gens, temperature=0.0)
+        firsts.add(tuple((first != k).nonzero()[:, 1].tolist()))
+    assert (1,) in firsts and len(firsts) > 1  # the drawn token's probability can put another first
+    with pytest.raises(ValueError, match="confidence"):
+        SampleConfig(confidence="loudest")
+
+
 def test_tokenizer_is_clip_format_and_checks_prompts():
     tok = build_tokenizer()
     assert tok.tokenize("a fish in neon glow style") == ["a</w>", "fish</w>", "in</w>", "neon</w>", "glow</w>",
@@ -89,11 +116,12 @@ def test_tiny_pretrain_writes_amused_layout_and_samples_deterministically(base):
 
 def test_position_embedding_breaks_the_all_mask_symmetry(base):
     m = base.transformer
-    ids = torch.full((1, 256), base.mask_id)
+    n = base.grid
+    ids = torch.full((1, n * n), base.mask_id)
     h, p = base.encode_empty(1)
     from styledrop.muse import transformer as tr
     out = tr.logits(m, ids, h, p, base.image_size)[0]  # (N, K)
-    interior = out.view(16, 16, -1)[2:-2, 2:-2].reshape(-1, out.shape[-1])
+    interior = out.view(n, n, -1)[2:-2, 2:-2].reshape(-1, out.shape[-1])
     assert (interior - interior[0]).abs().max() > 1e-4
 
 
@@ -142,6 +170,9 @@ def test_pretrain_reuses_finished_stages(tmp_path, base):
     assert seed_work(fresh, work) == ["vqvae", "tokenizer", "clip"]
     assert seed_work(fresh, work) == []  # never overwrites
     assert (fresh / "vqvae" / "config.json").is_file()
+    from_base = tmp_path / "from_base"  # a finished base folder: its clip_scorer/ is stage 2's CLIP
+    assert seed_work(from_base, base.path) == ["vqvae", "tokenizer", "clip"]
+    assert (from_base / "clip" / "config.json").is_file()
 
 
 def test_evaluate_base_and_bench_commands(cli, base):

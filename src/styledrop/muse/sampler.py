@@ -25,6 +25,7 @@ class SampleConfig:
     temperature: float = 1.0  # of the confidence noise, annealed to 0 over the steps
     seed: int = 0
     token_temperature: float = 1.0  # of each token's sampling: < 1 sharpens
+    confidence: str = "sampled"  # which positions to fix first: "sampled" (MaskGIT) or "entropy"
 
     def __post_init__(self):
         if not 1 <= self.steps <= 256:
@@ -33,6 +34,8 @@ class SampleConfig:
             raise ValueError(f"guidance must be in 0..50, got {self.guidance}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.confidence not in ("sampled", "entropy"):
+            raise ValueError(f"confidence must be 'sampled' or 'entropy', got {self.confidence!r}")
 
 
 # StyleDrop guidance defaults. The paper uses λB = 5 on Muse; on the tiny base λB = 5 drove samples to
@@ -52,7 +55,7 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     for step in range(cfg.steps):
         ids = schedule.unmask_step(ids, logits_fn(ids), step, cfg.steps, mask_id,
                                    generators=generators, temperature=cfg.temperature,
-                                   token_temperature=cfg.token_temperature)
+                                   token_temperature=cfg.token_temperature, confidence=cfg.confidence)
     assert not (ids == mask_id).any()
     return ids
 

@@ -48,12 +48,15 @@ def sample_categorical(logp: torch.Tensor, generators: list[torch.Generator]) ->
 
 def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, mask_id: int, *,
                 generators: list[torch.Generator], temperature: float = 1.0,
-                token_temperature: float = 1.0) -> torch.Tensor:
+                token_temperature: float = 1.0, confidence: str = "sampled") -> torch.Tensor:
     """One MaskGIT step: sample every masked token, keep the most confident, re-mask the rest.
 
     ids (B, N) with ``mask_id`` where unknown; logits (B, N, K). The number left masked after
     this step follows the cosine schedule; confidence gets Gumbel noise whose temperature
     anneals linearly to zero, so early steps explore and the last ones are greedy.
+    ``confidence="sampled"`` ranks positions by the probability of the token just drawn (MaskGIT);
+    ``"entropy"`` by how certain the position is whatever was drawn, which does not favour
+    low-entropy tokens (flat backgrounds) over high-entropy ones (textured objects).
     Row i draws all its randomness from ``generators[i]``.
     """
     b, n = ids.shape
@@ -64,7 +67,10 @@ def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, 
     remaining = math.floor(n * mask_ratio((step + 1) / steps))
     if remaining == 0:
         return sampled
-    conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
+    if confidence == "entropy":
+        conf = (logp.exp() * logp).sum(-1)  # minus the entropy of each position
+    else:
+        conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
     conf = conf + temperature * (1 - (step + 1) / steps) * gumbel((n,), generators, ids.device)
     conf = torch.where(masked, conf, torch.full_like(conf, float("inf")))  # never re-mask known tokens
     # every step unmasks at least one token, and never re-masks more than are masked now

@@ -84,10 +84,10 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     te = text_encoder.config
+    grid = int(tokens.shape[1] ** 0.5)
     model = UVit2DModel(**tr.tiny_config(codebook_size=vq.codebook_size, text_hidden=te.hidden_size,
                                          text_proj=te.projection_dim, hidden=cfg.hidden, layers=cfg.layers,
-                                         channels=cfg.channels, downsample=cfg.downsample))
-    grid = int(tokens.shape[1] ** 0.5)
+                                         channels=cfg.channels, downsample=cfg.downsample, grid=grid))
     tr.add_position_embedding(model, grid)
     mask_id = tr.mask_token_id(model)
     image_size = grid * vq.scale

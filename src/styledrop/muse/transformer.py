@@ -37,9 +37,9 @@ def add_position_embedding(model: UVit2DModel, grid: int, weight: torch.Tensor |
 
 
 def tiny_config(*, codebook_size: int, text_hidden: int, text_proj: int, hidden: int = 256, layers: int = 6,
-                channels: int = 128, downsample: bool = True) -> dict:
-    """A small UVit2DModel: downsample/upsample around the transformer halve the 16x16 grid (about 2.5x
-    cheaper per step; without them every token has its own transformer position)."""
+                channels: int = 128, downsample: bool = True, grid: int = 16) -> dict:
+    """A small UVit2DModel for a ``grid`` x ``grid`` token image: downsample/upsample around the transformer
+    halve the grid (about 2.5x cheaper per step; without them every token has its own transformer position)."""
     return dict(
         hidden_size=hidden, use_bias=False, hidden_dropout=0.0, cond_embed_dim=text_proj,
         micro_cond_encode_dim=16, micro_cond_embed_dim=16 * 5,  # 5 micro-conditions, as aMUSEd
@@ -47,7 +47,7 @@ def tiny_config(*, codebook_size: int, text_hidden: int, text_proj: int, hidden:
         in_channels=channels, block_out_channels=channels, num_res_blocks=1, downsample=downsample,
         upsample=downsample,
         block_num_heads=4, num_hidden_layers=layers, num_attention_heads=4, attention_dropout=0.0,
-        intermediate_size=hidden * 4, layer_norm_eps=1e-6, ln_elementwise_affine=True, sample_size=16,
+        intermediate_size=hidden * 4, layer_norm_eps=1e-6, ln_elementwise_affine=True, sample_size=grid,
     )
 
 

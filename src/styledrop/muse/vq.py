@@ -1,4 +1,4 @@
-"""VQ tokenizer: 64x64 images <-> a 16x16 grid of discrete codes.
+"""VQ tokenizer: 64x64 images <-> a grid of discrete codes (8x8 for the tiny base, 16x16 for amused-256).
 
 Two implementations behind one interface (``encode_indices`` / ``decode_indices``):
 - ``TinyVQModel``: the embedded default. A plain conv VQ-VAE without normalisation layers
