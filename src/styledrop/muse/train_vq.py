@@ -16,13 +16,13 @@ from .vq import TinyVQModel, reset_dead_codes
 
 @dataclass(frozen=True)
 class VQTrainConfig:
-    steps: int = 1200  # ~22 dB PSNR and >97% oracle accuracy on reconstructions by step 800
+    steps: int = 3000
     batch: int = 16
     lr: float = 1e-3
-    channels: int = 32
+    channels: int = 48
     code_dim: int = 32
-    codebook_size: int = 512
-    levels: int = 2  # 16x16 tokens
+    codebook_size: int = 1024
+    levels: int = 3  # 8x8 tokens of 8x8 px: G models 64 tokens, each one joint code (see README)
     seed: int = 1
 
 
