@@ -39,7 +39,6 @@ def seed_work(work: Path, reuse: Path) -> list[str]:
     """Copy finished stages (vqvae/, tokenizer/ + clip/) from ``reuse`` into ``work``; they are then skipped.
 
     ``reuse`` may also be a finished base folder, whose ``clip_scorer/`` is the whole CLIP of stage 2."""
-    work.mkdir(parents=True, exist_ok=True)
     copied = []
     for part, source in (("vqvae", "vqvae"), ("tokenizer", "tokenizer"), ("clip", "clip"), ("clip", "clip_scorer")):
         if (reuse / source).is_dir() and not (work / part).exists():
