@@ -125,6 +125,27 @@ def test_position_embedding_breaks_the_all_mask_symmetry(base):
     assert (interior - interior[0]).abs().max() > 1e-4
 
 
+def test_codebook_init_gives_g_the_codebook_geometry():
+    from diffusers import UVit2DModel
+
+    from styledrop.muse import transformer as tr
+    vq = TinyVQModel(channels=8, code_dim=8, codebook_size=16, levels=3)
+    g = UVit2DModel(**tr.tiny_config(codebook_size=16, text_hidden=16, text_proj=16, hidden=32, layers=1,
+                                     channels=24, downsample=False, grid=8))
+    mask_row = g.embed.embeddings.weight[-1].clone()
+    tr.init_from_codebook(g, vq.code_vectors())
+
+    def cosines(w):
+        w = torch.nn.functional.normalize(w, dim=-1)
+        return w @ w.T
+    codes = cosines(vq.code_vectors())
+    assert torch.allclose(cosines(g.embed.embeddings.weight[:16]), codes, atol=1e-5)
+    assert torch.allclose(cosines(g.mlm_layer.conv2.weight[:, :, 0, 0]), codes, atol=1e-5)
+    assert torch.equal(g.embed.embeddings.weight[-1], mask_row)  # the mask token keeps its own row
+    with pytest.raises(ValueError, match="does not fit"):
+        tr.init_from_codebook(g, torch.randn(32, 8))
+
+
 def test_loads_and_samples_a_random_amused_layout_folder(tmp_path):
     folder = amused_like_folder(tmp_path / "amused")
     base = MuseBase.load(folder)

@@ -31,6 +31,7 @@ class TransformerTrainConfig:
     layers: int = 4
     channels: int = 128
     downsample: bool = False  # UVit2D's down/upsample around the transformer (off: the 8x8 grid is small)
+    codebook_init: bool = True  # token embedding and output layer start from the VQ codebook
     bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
     seed: int = 3
 
@@ -89,6 +90,8 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
                                          text_proj=te.projection_dim, hidden=cfg.hidden, layers=cfg.layers,
                                          channels=cfg.channels, downsample=cfg.downsample, grid=grid))
     tr.add_position_embedding(model, grid)
+    if cfg.codebook_init:
+        tr.init_from_codebook(model, vq.code_vectors(), cfg.seed)
     mask_id = tr.mask_token_id(model)
     image_size = grid * vq.scale
 

@@ -86,6 +86,11 @@ class TinyVQModel(ModelMixin, ConfigMixin):
         return self.quantize(self.encoder(x.to(p.device, p.dtype)))[2]
 
     @torch.no_grad()
+    def code_vectors(self) -> torch.Tensor:
+        """The codebook (K, code_dim) as the decoder sees it."""
+        return self._codes()
+
+    @torch.no_grad()
     def decode_indices(self, idx):
         q = self._codes()[idx].permute(0, 3, 1, 2)
         return self.decoder(q).clamp(-1, 1)
@@ -113,6 +118,10 @@ class DiffusersVQ(nn.Module):
         latents = self.vq.encode(x.to(p.device, p.dtype)).latents
         idx = self.vq.quantize(latents)[2][2]
         return idx.view(x.shape[0], latents.shape[2], latents.shape[3])
+
+    @torch.no_grad()
+    def code_vectors(self) -> torch.Tensor:
+        return self.vq.quantize.embedding.weight
 
     @torch.no_grad()
     def decode_indices(self, idx):
