@@ -11,8 +11,8 @@ has no such key and runs without it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 import torch.nn as nn
+import torch.nn.functional as F
 from diffusers import UVit2DModel
 
 POS_KEY = "pos_embed.weight"
