@@ -31,7 +31,7 @@ class TransformerTrainConfig:
     layers: int = 4
     channels: int = 128
     downsample: bool = False  # UVit2D's down/upsample around the transformer (off: the 8x8 grid is small)
-    codebook_init: bool = True  # token embedding and output layer start from the VQ codebook
+    codebook_init: bool = False  # G starts from the VQ codebook: lower loss, same content (README)
     bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
     seed: int = 3
 
