@@ -101,6 +101,14 @@ def test_tokenizer_is_clip_format_and_checks_prompts():
     assert ids[0, -1] == tok.eos_token_id
 
 
+def test_loading_the_tiny_base_does_not_warn_about_its_position_table(base, capfd):
+    from diffusers.utils import logging as diffusers_logging
+    capfd.readouterr()
+    MuseBase.load(base.path)
+    assert "pos_embed" not in capfd.readouterr().err
+    assert diffusers_logging.get_verbosity() == diffusers_logging.WARNING  # the level is restored
+
+
 def test_tiny_pretrain_writes_amused_layout_and_samples_deterministically(base):
     for part in ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler"):
         assert (base.path / part).is_dir()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AmusedScheduler, UVit2DModel, VQModel
+from diffusers.utils import logging as diffusers_logging
 from safetensors import safe_open
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -155,8 +156,14 @@ def check_layout(path: Path) -> None:
 
 def load_transformer(folder: Path, dtype=torch.float32) -> UVit2DModel:
     """UVit2DModel, with the tiny base's position table re-attached when the weights carry one."""
-    transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype)
     pos = _position_table(folder)
+    level = diffusers_logging.get_verbosity()
+    if pos is not None:  # diffusers would warn that pos_embed.weight is unused: it is attached just below
+        diffusers_logging.set_verbosity_error()
+    try:
+        transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
     if pos is not None:
         tr.add_position_embedding(transformer, pos.shape[-1], pos.to(dtype))
     return transformer
