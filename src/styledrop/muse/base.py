@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from diffusers import AmusedScheduler, UVit2DModel, VQModel
 from diffusers.utils import logging as diffusers_logging
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..io import UserError, write_json
@@ -156,34 +156,26 @@ def check_layout(path: Path) -> None:
 
 def load_transformer(folder: Path, dtype=torch.float32) -> UVit2DModel:
     """UVit2DModel, with the tiny base's position table re-attached when the weights carry one."""
+    pos = _position_table(folder)
     level = diffusers_logging.get_verbosity()
-    if _has_position_table(folder):  # diffusers would warn that pos_embed.weight is unused: it is attached below
+    if pos is not None:  # diffusers would warn that pos_embed.weight is unused: it is attached below
         diffusers_logging.set_verbosity_error()
     try:
         transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype)
     finally:
         diffusers_logging.set_verbosity(level)
-    pos = _position_table(folder)
     if pos is not None:
         tr.add_position_embedding(transformer, pos.shape[-1], pos.to(dtype))
     return transformer
 
 
-def _has_position_table(folder: Path) -> bool:
-    """Whether the weights carry a position table; False for an unreadable file (from_pretrained reports it)."""
+def _position_table(folder: Path) -> torch.Tensor | None:
+    """The tiny base's position table, or None (also for a missing or unreadable file: from_pretrained names it)."""
     try:
         with safe_open(str(folder / "diffusion_pytorch_model.safetensors"), "pt") as st:
-            return tr.POS_KEY in st.keys()
-    except Exception:
-        return False
-
-
-def _position_table(folder: Path) -> torch.Tensor | None:
-    f = folder / "diffusion_pytorch_model.safetensors"
-    if not f.is_file():
+            return st.get_tensor(tr.POS_KEY) if tr.POS_KEY in st.keys() else None
+    except (OSError, SafetensorError):
         return None
-    with safe_open(str(f), "pt") as st:
-        return st.get_tensor(tr.POS_KEY) if tr.POS_KEY in st.keys() else None
 
 
 def base_fingerprint(path: Path) -> str:
