@@ -20,8 +20,28 @@ def main(argv: list[str] | None = None) -> None:
     for lib in (diffusers, transformers):  # their load-time chatter is not for our users
         lib.utils.logging.set_verbosity_error()
         lib.utils.logging.disable_progress_bar()
+    code = 0
     try:
         app(args=argv, prog_name="styledrop")
     except UserError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False)
+        code = 2
         sys.exit(2)
+    except SystemExit as e:
+        code = e.code
+        raise
+    finally:
+        _leave_process_group(ok=code in (0, None))
+
+
+def _leave_process_group(ok: bool) -> None:
+    """Under `accelerate launch`, leave the process group before exiting: a gloo group torn down by the
+    interpreter's exit aborts the process now and then ("terminate called without an active exception").
+    The barrier keeps one process from leaving while another still talks to it; skipped after an error,
+    where the others may never arrive."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
