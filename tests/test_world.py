@@ -55,3 +55,24 @@ def test_captions():
 def test_unknown_names_are_refused_with_valid_values(kwargs):
     with pytest.raises(ValueError, match="expected one of"):
         world.choose_pairs(**kwargs)
+
+
+def _centroids(content, pose, n=24):
+    out = []
+    for i in range(n):
+        m = np.asarray(world._mask(content, np.random.default_rng(i), pose), np.float32)
+        ys, xs = np.mgrid[:64, :64]
+        out.append(((m * xs).sum() / m.sum(), (m * ys).sum() / m.sum()))
+    return np.array(out)
+
+
+def test_centered_pose_keeps_objects_near_the_middle_and_random_pose_moves_them():
+    for content in ("fish", "house"):
+        centered, random = _centroids(content, "centered"), _centroids(content, "random")
+        assert centered.std(0).max() < 2.0  # 2 px jitter (and scale) only
+        assert random.std(0).max() > 4.0
+    a = world.sample(3, 5, world.pairs("pretrain"), pose="centered")
+    b = world.sample(3, 5, world.pairs("pretrain"), pose="centered")
+    assert a.image.tobytes() == b.image.tobytes()  # seeded like the random pose
+    with pytest.raises(ValueError, match="pose"):
+        world.render("fish", "pop_art", np.random.default_rng(0), pose="sideways")

@@ -74,10 +74,11 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32).eval()
     text_encoder = text_encoder_of(clip)
 
-    data = work / "tokens.safetensors"
-    if not data.is_file():
-        tokens, meta = token_dataset(vq, cfg.transformer.images, cfg.transformer.seed, progress=tick("tokenize"))
-        save_tensors(data, {"tokens": tokens}, {"meta": meta})
+    data, g_cfg = work / "tokens.safetensors", cfg.transformer
+    recipe = {"images": g_cfg.images, "seed": g_cfg.seed, "pose": g_cfg.pose}
+    if not data.is_file() or load_tensors(data)[1].get("recipe") != recipe:  # made for another recipe: redo
+        tokens, meta = token_dataset(vq, g_cfg.images, g_cfg.seed, progress=tick("tokenize"), pose=g_cfg.pose)
+        save_tensors(data, {"tokens": tokens}, {"meta": meta, "recipe": recipe})
     tensors, header = load_tensors(data)
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
 

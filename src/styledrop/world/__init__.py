@@ -26,6 +26,7 @@ PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
 PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
 SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
 
+POSES = ("random", "centered")  # "centered": upright, unmirrored, within 2 px of the middle (G's pretraining)
 _MIRRORED = {"fish", "car", "bird", "cup", "boat", "moon", "umbrella", "key"}  # asymmetric shapes
 _SUPERSAMPLE = 4
 
@@ -76,13 +77,18 @@ def pairs(split: str | None = None) -> list[tuple[str, str]]:
     return [(c, s) for c in CONTENTS for s in STYLE_NAMES if split is None or split_of(c, s) == split]
 
 
-def _mask(content: str, rng: np.random.Generator) -> np.ndarray:
-    """Anti-aliased coverage mask (H, W) of one randomly placed, scaled and rotated object."""
+def _mask(content: str, rng: np.random.Generator, pose: str = "random") -> np.ndarray:
+    """Anti-aliased coverage mask (H, W) of one randomly placed, scaled and rotated object
+    (``pose="centered"``: scaled only, upright and unmirrored, near the middle)."""
     parts = SHAPES[content](rng)
     half = rng.uniform(17, 25)  # half-size in pixels
-    cx, cy = rng.uniform(half + 1, SIZE - 1 - half, 2)
-    rot = math.radians(rng.uniform(-15, 15))
-    flip = -1.0 if content in _MIRRORED and rng.random() < 0.5 else 1.0
+    if pose == "centered":
+        cx, cy = SIZE / 2 + rng.uniform(-2, 2, 2)
+        rot, flip = 0.0, 1.0
+    else:
+        cx, cy = rng.uniform(half + 1, SIZE - 1 - half, 2)
+        rot = math.radians(rng.uniform(-15, 15))
+        flip = -1.0 if content in _MIRRORED and rng.random() < 0.5 else 1.0
     cos, sin, ss = math.cos(rot), math.sin(rot), _SUPERSAMPLE
     img = Image.new("L", (SIZE * ss, SIZE * ss), 0)
     draw = ImageDraw.Draw(img)
@@ -96,13 +102,15 @@ def _mask(content: str, rng: np.random.Generator) -> np.ndarray:
     return img.resize((SIZE, SIZE), Image.Resampling.BOX)
 
 
-def render(content: str, style: str, rng: np.random.Generator) -> np.ndarray:
-    """One (H, W, 3) uint8 picture of ``content`` in ``style``."""
+def render(content: str, style: str, rng: np.random.Generator, pose: str = "random") -> np.ndarray:
+    """One (H, W, 3) uint8 picture of ``content`` in ``style``; ``pose`` is one of POSES."""
     if content not in SHAPES:
         raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
-    mask = _mask(content, rng)
+    if pose not in POSES:
+        raise ValueError(f"unknown pose {pose!r}; expected one of {', '.join(POSES)}")
+    mask = _mask(content, rng, pose)
     fill = np.asarray(mask, np.float32) / 255
     grow3 = np.asarray(mask.filter(ImageFilter.MaxFilter(3)), np.float32) / 255
     grow5 = np.asarray(mask.filter(ImageFilter.MaxFilter(5)), np.float32) / 255
@@ -121,7 +129,7 @@ class Sample:
     split: str
 
 
-def sample(index: int, seed: int, choices: list[tuple[str, str]]) -> Sample:
+def sample(index: int, seed: int, choices: list[tuple[str, str]], pose: str = "random") -> Sample:
     """The ``index``-th picture of a seeded stream over ``choices`` (content, style) pairs.
 
     Each picture has its own generator keyed by (seed, index), so any slice of a stream is
@@ -130,7 +138,7 @@ def sample(index: int, seed: int, choices: list[tuple[str, str]]) -> Sample:
     rng = np.random.default_rng([seed, index])
     content, style = choices[rng.integers(len(choices))]
     template = int(rng.integers(len(CAPTION_TEMPLATES)))
-    image = render(content, style, rng)
+    image = render(content, style, rng, pose)
     return Sample(image, content, style, caption(content, style, template), split_of(content, style))
 
 
