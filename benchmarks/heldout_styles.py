@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--lambda-b", type=float, default=DEFAULT_LAMBDA_B)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--reference-content", default="house")
+    ap.add_argument("--pose", default="random", choices=world.POSES, help="pose of the reference picture")
     ap.add_argument("--styles", nargs="*", default=list(world.HELDOUT_STYLES))
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
@@ -41,7 +42,7 @@ def main():
     base, oracles = MuseBase.load(args.base), Oracles.load()
     report = {}
     for style in args.styles:
-        ref = world.sample(0, 0, [(args.reference_content, style)]).image
+        ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
         descriptor = "in " + world.STYLES[style].descriptor
         caption = f"{world.caption(args.reference_content, None)} {descriptor}"
         t = time.time()
