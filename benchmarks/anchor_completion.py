@@ -15,30 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from styledrop import world
-from styledrop.muse import schedule
+from styledrop.evaluate import oracle_scores
 from styledrop.muse.base import MuseBase
-from styledrop.muse.sampler import cfg_logits_fn, tokens_to_images
+from styledrop.muse.sampler import SampleConfig, cfg_logits_fn, decode_tokens, tokens_to_images
 from styledrop.oracle import Oracles, to_tensor
-
-
-def content_acc(oracles: Oracles, images, contents: list[str]) -> float:
-    preds = oracles.classify(list(images))
-    return float(np.mean([p["content"] == c for p, c in zip(preds, contents)]))
-
-
-@torch.no_grad()
-def complete(base, fn, tokens: torch.Tensor, known: torch.Tensor, steps: int, token_temperature: float):
-    """MaskGIT decoding that starts from the anchors instead of an all-mask grid."""
-    ids = torch.where(known, tokens, torch.full_like(tokens, base.mask_id))
-    generators = [torch.Generator().manual_seed(i) for i in range(len(ids))]
-    for step in range(steps):
-        ids = schedule.unmask_step(ids, fn(ids), step, steps, base.mask_id, generators=generators,
-                                   token_temperature=token_temperature)
-    return ids
 
 
 def main():
@@ -54,22 +37,25 @@ def main():
 
     base, oracles = MuseBase.load(args.base), Oracles.load()
     samples = world.batch(args.images, args.seed, world.pairs("pretrain"))
-    contents = [s.content for s in samples]
+
+    def content_acc(ids):
+        images = tokens_to_images(base, ids)
+        return oracle_scores(oracles, images, [s.content for s in samples], [s.style for s in samples])["content_acc"]
+
     with torch.no_grad():
         tokens = base.vq.encode_indices(to_tensor([s.image for s in samples]).to(base.device)).flatten(1)
-    fn = cfg_logits_fn(base, [s.caption for s in samples], args.guidance)
-    report = {"reconstruction": content_acc(oracles, tokens_to_images(base, tokens), contents)}
-    g = torch.Generator().manual_seed(args.seed)
-    for keep in args.keep:
-        known = torch.rand(tokens.shape, generator=g).to(tokens.device) < keep
-        ids = complete(base, fn, tokens, known, args.steps, args.token_temperature)
-        with torch.no_grad():
-            argmax = torch.where(known, tokens, fn(torch.where(known, tokens, base.mask_id)).argmax(-1))
-        report[f"keep_{keep:g}"] = {"maskgit": content_acc(oracles, tokens_to_images(base, ids), contents),
-                                    "argmax": content_acc(oracles, tokens_to_images(base, argmax), contents)}
-        print(f"anchors {keep:4.0%}: content {report[f'keep_{keep:g}']['maskgit']:.3f} (MaskGIT), "
-              f"{report[f'keep_{keep:g}']['argmax']:.3f} (argmax); reconstructions "
-              f"{report['reconstruction']:.3f}", flush=True)
+        fn = cfg_logits_fn(base, [s.caption for s in samples], args.guidance)
+        cfg = SampleConfig(steps=args.steps, guidance=args.guidance, token_temperature=args.token_temperature)
+        report = {"reconstruction": content_acc(tokens)}
+        g = torch.Generator().manual_seed(args.seed)
+        for keep in args.keep:
+            known = torch.rand(tokens.shape, generator=g).to(tokens.device) < keep
+            start = torch.where(known, tokens, base.mask_id)  # the anchors; the rest masked
+            ids = decode_tokens(fn, len(tokens), tokens.shape[1], base.mask_id, cfg, base.device, start=start)
+            argmax = torch.where(known, tokens, fn(start).argmax(-1))
+            row = report[f"keep_{keep:g}"] = {"maskgit": content_acc(ids), "argmax": content_acc(argmax)}
+            print(f"anchors {keep:4.0%}: content {row['maskgit']:.3f} (MaskGIT), {row['argmax']:.3f} (argmax); "
+                  f"reconstructions {report['reconstruction']:.3f}", flush=True)
     print(json.dumps(report))
 
 

@@ -49,6 +49,15 @@ def test_sampler_unmasks_monotonically_and_finishes():
     assert not (ids == mask_id).any()
 
 
+def test_sampler_started_from_known_tokens_keeps_them():
+    mask_id = 10
+    start = torch.full((2, 16), mask_id)
+    start[:, ::3] = 7  # anchors the model would never draw (its logits favour 0..6)
+    logits = torch.cat([torch.zeros(2, 16, 7), torch.full((2, 16, 3), -30.0)], -1)
+    ids = decode_tokens(lambda ids: logits, 2, 16, mask_id, SampleConfig(steps=4), start=start)
+    assert (ids[:, ::3] == 7).all() and (ids[start == mask_id] < 7).all()
+
+
 def test_token_temperature_sharpens_towards_the_argmax():
     torch.manual_seed(0)
     logits = torch.randn(1, 64, 10)

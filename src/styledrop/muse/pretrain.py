@@ -76,10 +76,11 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
 
     data, g_cfg = work / "tokens.safetensors", cfg.transformer
     recipe = {"images": g_cfg.images, "seed": g_cfg.seed, "pose": g_cfg.pose}
-    if not data.is_file() or load_tensors(data)[1].get("recipe") != recipe:  # made for another recipe: redo
+    tensors, header = load_tensors(data) if data.is_file() else ({}, {})
+    if header.get("recipe") != recipe:  # none yet, or made for another recipe: tokenize anew
         tokens, meta = token_dataset(vq, g_cfg.images, g_cfg.seed, progress=tick("tokenize"), pose=g_cfg.pose)
         save_tensors(data, {"tokens": tokens}, {"meta": meta, "recipe": recipe})
-    tensors, header = load_tensors(data)
+        tensors, header = {"tokens": tokens}, {"meta": meta}
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
 
     g_dir = work / "transformer"

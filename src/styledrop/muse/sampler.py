@@ -48,10 +48,15 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, N) -> logits (B, N,
 
 @torch.no_grad()
 def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, cfg: SampleConfig,
-                  device="cpu") -> torch.Tensor:
-    """Run the MaskGIT loop; returns token ids (B, N) with no mask left."""
+                  device="cpu", start: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the MaskGIT loop; returns token ids (B, N) with no mask left.
+
+    ``start`` (B, N): begin from these ids instead of an all-mask grid; their known tokens are never re-masked."""
     generators = [torch.Generator(device="cpu").manual_seed(cfg.seed + i) for i in range(batch)]
-    ids = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
+    if start is None:
+        ids = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
+    else:
+        ids = start.to(device)
     for step in range(cfg.steps):
         ids = schedule.unmask_step(ids, logits_fn(ids), step, cfg.steps, mask_id,
                                    generators=generators, temperature=cfg.temperature,
