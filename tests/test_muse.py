@@ -95,6 +95,8 @@ def test_entropy_confidence_fixes_the_most_certain_position_whatever_was_drawn()
     assert (1,) in firsts and len(firsts) > 1  # the drawn token's probability can put another first
     with pytest.raises(ValueError, match="confidence"):
         SampleConfig(confidence="loudest")
+    with pytest.raises(ValueError, match="token temperature"):
+        SampleConfig(token_temperature=0)
 
 
 def test_tokenizer_is_clip_format_and_checks_prompts():

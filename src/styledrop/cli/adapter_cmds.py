@@ -10,7 +10,16 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base, sample_config, write_images
+from .base_cmds import (
+    BASE_HELP,
+    DEVICE_HELP,
+    DTYPE_HELP,
+    TOKEN_TEMPERATURE,
+    TOKEN_TEMPERATURE_HELP,
+    load_base,
+    sample_config,
+    write_images,
+)
 from .common import app, err, evaluate_app, fail, progress_bar
 
 
@@ -140,6 +149,7 @@ def sample(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA (paper: 0-2)."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB (paper: 5 on Muse)."),
+    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
     negative_prompt: str = typer.Option("", help="Negative prompt n (default: the empty prompt)."),
     gamma: float = typer.Option(0.5, help="With --subject: 0 = pure style, 1 = pure subject (paper: 0.5-0.7)."),
     compose: str = typer.Option("two-theta", help="With --subject: two-theta (the paper's) | stack | merge."),
@@ -162,9 +172,10 @@ def sample(
         fail(f"--gamma must be in [0, 1] (0 = pure style, 1 = pure subject), got {gamma}")
     if compose not in MODES:
         fail(f"unknown --compose {compose!r}; expected one of {', '.join(MODES)}")
-    cfg = sample_config(steps, lambda_b + 1, seed)
+    cfg = sample_config(steps, lambda_b + 1, seed, token_temperature)
     model = load_base(base, device, dtype)
-    settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "negative_prompt": negative_prompt,
+    settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "token_temperature": token_temperature,
+                "negative_prompt": negative_prompt,
                 "base_id": model.model_id()}
     if adapter is not None and subject is not None:
         theta_s, meta_s = adapters.load(adapter, model)

@@ -10,9 +10,13 @@ from typing import Optional
 import typer
 
 from ..io import staged_dir
+from ..muse.sampler import SampleConfig
 from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar
 
 BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
+GUIDANCE = SampleConfig.guidance
+TOKEN_TEMPERATURE = SampleConfig.token_temperature
+TOKEN_TEMPERATURE_HELP = "Temperature of each token's draw: below 1 sharpens (0.7 draws the clearest objects)."
 DEVICE_HELP = "cpu | cuda | mps (default: CUDA if present, else MPS, else CPU)."
 DTYPE_HELP = "float32 | bfloat16 | float16 (default: bfloat16/float16 on a GPU, float32 on the CPU)."
 
@@ -29,10 +33,10 @@ def load_base(path, device: str | None = None, dtype: str | None = None):
     return MuseBase.load(path, device=dev, dtype=dt)
 
 
-def sample_config(steps: int, guidance: float, seed: int):
-    from ..muse.sampler import SampleConfig
+def sample_config(steps: int, guidance: float, seed: int, token_temperature: Optional[float] = None):
+    extra = {} if token_temperature is None else {"token_temperature": token_temperature}
     try:
-        return SampleConfig(steps=steps, guidance=guidance, seed=seed)
+        return SampleConfig(steps=steps, guidance=guidance, seed=seed, **extra)
     except ValueError as e:
         fail(str(e))
 
@@ -100,7 +104,8 @@ def generate(
     n: int = typer.Option(8, help="Images per prompt."),
     seed: int = typer.Option(0, help="Image i uses seed + i: same seed, same images."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+    guidance: float = typer.Option(GUIDANCE, help="Classifier-free guidance scale."),
+    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
     negative_prompt: str = typer.Option("", help="Prompt to steer away from (default: the empty prompt)."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -118,7 +123,7 @@ def generate(
         fail(f"--n must be at least 1, got {n}")
     if any(not p.strip() for p in prompt):
         fail("empty prompt: give some text, e.g. --prompt 'a fish in neon glow style'")
-    cfg = sample_config(steps, guidance, seed)
+    cfg = sample_config(steps, guidance, seed, token_temperature)
     model = load_base(base, device, dtype)
     prompts = [p for p in prompt for _ in range(n)]
     t = time.time()
@@ -134,7 +139,8 @@ def generate(
         images = np.stack([im for part in images for im in part])
         if k != 0:
             return
-    settings = {"steps": steps, "guidance": guidance, "negative_prompt": negative_prompt,
+    settings = {"steps": steps, "guidance": guidance, "token_temperature": token_temperature,
+                "negative_prompt": negative_prompt,
                 "base": str(model.path), "base_id": model.model_id()}
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(prompts)]
     write_images(out, images, rows)
@@ -145,7 +151,8 @@ def generate(
 def evaluate_base(
     per_group: int = typer.Option(48, help="Images per group (pretraining pairs, held-out pairs, held-out styles)."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    guidance: float = typer.Option(3.0, help="Classifier-free guidance scale."),
+    guidance: float = typer.Option(GUIDANCE, help="Classifier-free guidance scale."),
+    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
     seed: int = typer.Option(0, help="Seed of the prompt set's images."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -155,7 +162,7 @@ def evaluate_base(
     """Oracle content/style accuracy and CLIP-T of the base model on a fixed, seeded prompt set."""
     from ..evaluate import evaluate_base as run
     from ..oracle import Oracles
-    cfg = sample_config(steps, guidance, seed)
+    cfg = sample_config(steps, guidance, seed, token_temperature)
     if per_group < 1:
         fail(f"--per-group must be at least 1, got {per_group}")
     with progress_bar() as bar:

@@ -21,10 +21,12 @@ from . import transformer as tr
 @dataclass(frozen=True)
 class SampleConfig:
     steps: int = 12
-    guidance: float = 3.0  # classifier-free guidance scale; 0 = unguided conditional
+    # Tuned on the tiny base (192 images per cell): oracle content 0.91 / 0.82 on pretraining / held-out pairs
+    # at guidance 2, token temperature 0.7; 0.71 / 0.70 at guidance 3, 1.0; 0.49 at guidance 4 (README).
+    guidance: float = 2.0  # classifier-free guidance scale; 0 = unguided conditional
     temperature: float = 1.0  # of the confidence noise, annealed to 0 over the steps
     seed: int = 0
-    token_temperature: float = 1.0  # of each token's sampling: < 1 sharpens
+    token_temperature: float = 0.7  # of each token's sampling: < 1 sharpens
     confidence: str = "sampled"  # which positions to fix first: "sampled" (MaskGIT) or "entropy"
 
     def __post_init__(self):
@@ -34,6 +36,8 @@ class SampleConfig:
             raise ValueError(f"guidance must be in 0..50, got {self.guidance}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.token_temperature <= 10:
+            raise ValueError(f"token temperature must be in (0, 10], got {self.token_temperature}")
         if self.confidence not in ("sampled", "entropy"):
             raise ValueError(f"confidence must be 'sampled' or 'entropy', got {self.confidence!r}")
 
