@@ -30,7 +30,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subject", default="rocket", choices=world.HELDOUT_CONTENTS)
     ap.add_argument("--style", default="pop_art", choices=world.HELDOUT_STYLES)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=TrainConfig.steps)
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--gammas", type=float, nargs="*", default=[0.3, 0.5, 0.7])
     ap.add_argument("--lambda-a", type=float, default=DEFAULT_LAMBDA_A)

@@ -25,8 +25,8 @@ from styledrop.train import TrainConfig, train_adapter
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=TrainConfig.steps)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--kind", default="bottleneck")
     ap.add_argument("--lambda-a", type=float, default=DEFAULT_LAMBDA_A)

@@ -36,6 +36,9 @@ def test_random_mask_follows_schedule_and_marks_positions():
     assert (masked[~mask] == ids[~mask]).all()
     # mean masked fraction of cos(pi/2 * U) is 2/pi
     assert abs(mask.float().mean().item() - 2 / torch.pi) < 0.03
+    _, capped = schedule.random_mask(ids, 99, torch.Generator().manual_seed(0), max_ratio=0.5)
+    fraction = capped.float().mean(1)
+    assert fraction.max() <= 0.5 + 1 / 64 and fraction.min() < 0.1  # the whole range below the cap is used
 
 
 def test_sampler_unmasks_monotonically_and_finishes():

@@ -37,7 +37,7 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 class ReportConfig:
     style: str
     reference_content: str = "house"
-    steps: int = 300  # adapter training steps, each round
+    steps: int = TrainConfig.steps  # adapter training steps, each round
     prompts: int = 12  # round-1 candidates: prompts x per_prompt images
     per_prompt: int = 8
     keep: int = 10

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
+from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
     DEVICE_HELP,
@@ -63,8 +64,8 @@ def train(
     prior: int = typer.Option(0, help="Subject only: add this many base-model images of 'a CLASS' (DreamBooth's "
                               "prior preservation), captioned without the token."),
     content: str = typer.Option("", help="What the style reference shows, e.g. 'a house'."),
-    steps: int = typer.Option(400, help="Training steps."),
-    lr: float = typer.Option(2e-3, help="Learning rate."),
+    steps: int = typer.Option(TrainConfig.steps, help="Training steps."),
+    lr: float = typer.Option(TrainConfig.lr, help="Learning rate."),
     batch: int = typer.Option(8, help="Batch size (references are repeated and masked differently)."),
     rank: Optional[int] = typer.Option(None, help="Bottleneck width (default 8) or LoRA rank (default 4): <1% of G."),
     adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora."),

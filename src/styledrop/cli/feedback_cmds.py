@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
+from ..train import TrainConfig
 from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
 from .common import app, err, fail, jsonl, png_bytes
 
@@ -25,7 +26,7 @@ def feedback(
     ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
-    steps: int = typer.Option(400, help="Training steps of each new adapter."),
+    steps: int = typer.Option(TrainConfig.steps, help="Training steps of each new adapter."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA when generating candidates."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB when generating candidates."),
     seed: int = typer.Option(0, help="Seed of candidates and training."),

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
+from ..train import TrainConfig
 from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
 from .common import app, err, fail
 
@@ -20,7 +21,7 @@ def report(
                               "rainbow."),
     out: Path = typer.Option(..., help="HTML file to write (self-contained: images embedded)."),
     reference_content: str = typer.Option("house", help="What the one reference image shows."),
-    steps: int = typer.Option(300, help="Adapter training steps per round."),
+    steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps per round."),
     prompts: int = typer.Option(12, help="Round-1 candidate prompts."),
     per_prompt: int = typer.Option(8, help="Round-1 candidates per prompt."),
     seeds: int = typer.Option(4, help="Evaluation seeds per content (the intervals are over these)."),

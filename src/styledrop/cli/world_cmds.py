@@ -13,6 +13,7 @@ from rich.table import Table
 
 from .. import world
 from ..io import image_files, load_image, staged_dir
+from ..train import TrainConfig
 from .common import app, err, fail, jsonl, oracle_app, png_bytes, progress_bar
 
 
@@ -111,7 +112,7 @@ def oracle_train(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where to write the demo's outputs."),
     style: str = typer.Option("pop_art", help="Toy-world style of the reference (a held-out one by default)."),
-    steps: int = typer.Option(300, help="Adapter training steps."),
+    steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps."),
     base: Optional[Path] = typer.Option(None, help="Base model folder (default: the shipped tiny base)."),
 ):
     """The main job on the embedded default: one reference image of a style the base never saw ->
@@ -139,7 +140,7 @@ def demo(
     err.print(f"reference: {out / 'reference.png'} (a house {descriptor})")
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
-          token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=2e-3, batch=8, rank=8,
+          token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=TrainConfig.lr, batch=8, rank=8,
           adapter="bottleneck", seed=0, base=base, device=None, dtype=None)
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,

@@ -14,13 +14,15 @@ def mask_ratio(t: torch.Tensor | float):
     return math.cos(t * math.pi / 2)
 
 
-def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | None = None):
+def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | None = None, max_ratio: float = 1.0):
     """Mask a cosine-scheduled random fraction of each row of ``ids`` (B, N), for training.
 
+    ``max_ratio`` < 1 draws t only where the schedule masks at most that fraction.
     Returns (masked ids, boolean mask of the positions to predict)."""
     b, n = ids.shape
     where = generator.device if generator is not None else ids.device  # a CPU generator may drive GPU ids
-    t = torch.rand(b, generator=generator, device=where).to(ids.device)
+    t0 = math.acos(min(max(max_ratio, 0.0), 1.0)) * 2 / math.pi  # mask_ratio(t0) = max_ratio
+    t = t0 + (1 - t0) * torch.rand(b, generator=generator, device=where).to(ids.device)
     count = (mask_ratio(t) * n).round().clamp(min=1).long()  # (B,)
     scores = torch.rand(b, n, generator=generator, device=where).to(ids.device)
     ranks = scores.argsort(-1).argsort(-1)

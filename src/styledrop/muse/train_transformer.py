@@ -68,13 +68,13 @@ def autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
 
 
-def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None):
+def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None, max_ratio=1.0):
     """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters.
 
     ``part=(k, n)``: process k of n runs only rows k, k+n, ... of the batch (masks are still drawn for
     the whole batch, so every process sees the same ones) and divides by the masked count of the
     whole batch: the n processes' gradients then sum to the one-process gradient."""
-    inp, mask = schedule.random_mask(tokens, mask_id, g)
+    inp, mask = schedule.random_mask(tokens, mask_id, g, max_ratio)
     if part is None:
         with autocast(bf16):
             out = tr.logits(model, inp, hidden, pooled, image_size)

@@ -42,7 +42,8 @@ class Job:
 
 
 class Studio:
-    def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8, lr: float = 2e-3):
+    def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8,
+                 lr: float = TrainConfig.lr):
         self.base, self.dir = base, Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.adapter_cfg = adapters.AdapterConfig(adapter_kind, 4 if adapter_kind == "lora" else 8)
