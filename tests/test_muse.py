@@ -257,3 +257,23 @@ def test_categorical_sampling_follows_the_distribution():
     draws = sample_categorical(logp, [torch.Generator().manual_seed(0)])[0]
     freq = torch.bincount(draws, minlength=4).float() / draws.numel()
     assert (freq - probs).abs().max() < 0.015 and freq[2] == 0
+
+
+def test_stage_checkpoint_resumes_only_under_its_own_recipe(tmp_path):
+    from styledrop.io import UserError
+    from styledrop.muse import stages
+    ckpt, seen = tmp_path / "g.ckpt.safetensors", []
+
+    def run(steps, recipe):
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        stages.run(model=model, opt=opt, steps=steps, step=lambda i: seen.append(i) or {"loss": 0.0}, ckpt=ckpt,
+                   every=2, recipe=recipe)
+
+    run(4, {"pose": "centered", "lr": 1e-3})
+    run(6, {"pose": "centered", "lr": 1e-3})  # more steps of the same recipe: continues at step 4
+    assert seen == [0, 1, 2, 3, 4, 5]
+    before = ckpt.read_bytes()
+    with pytest.raises(UserError, match="another recipe.*pose"):
+        run(8, {"pose": "random", "lr": 1e-3})
+    assert ckpt.read_bytes() == before and seen == [0, 1, 2, 3, 4, 5]

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from ..io import load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
+from ..io import UserError, load_optimizer_tensors, load_tensors, optimizer_tensors, save_tensors
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -24,12 +24,18 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step: Callable[[int], dict],
         ckpt: Path | None = None, every: int = 200, warmup: int = 100,
-        progress: Callable[[int, int, dict], None] | None = None, save: bool = True) -> None:
-    """``save=False``: read ``ckpt`` to resume but never write it (the other processes of a multi-process run)."""
+        progress: Callable[[int, int, dict], None] | None = None, save: bool = True,
+        recipe: dict | None = None) -> None:
+    """``save=False``: read ``ckpt`` to resume but never write it (the other processes of a multi-process run).
+    ``recipe``: what made the run (JSON-able); a checkpoint written under another recipe is refused, not resumed."""
     base_lrs = [g["lr"] for g in opt.param_groups]
     start = 0
     if ckpt is not None and Path(ckpt).is_file():
         tensors, meta = load_tensors(ckpt)
+        if recipe is not None and meta.get("recipe", recipe) != recipe:  # checkpoints without one: trusted
+            changed = sorted(k for k in set(recipe) | set(meta["recipe"]) if recipe.get(k) != meta["recipe"].get(k))
+            raise UserError(f"checkpoint {ckpt} was made with another recipe ({', '.join(changed)} differ): "
+                            f"delete it or use another work folder")
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_tensors(opt, tensors)
         start = meta["step"]
@@ -41,6 +47,6 @@ def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step:
             progress(i + 1, steps, losses)
         if save and ckpt is not None and ((i + 1) % every == 0 or i + 1 == steps):
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optimizer_tensors(opt)
-            save_tensors(ckpt, tensors, {"step": i + 1})
+            save_tensors(ckpt, tensors, {"step": i + 1} | ({"recipe": recipe} if recipe is not None else {}))
     for g, lr in zip(opt.param_groups, base_lrs):
         g["lr"] = lr

@@ -8,7 +8,7 @@ once and cached; each step then only runs G. Captions: 80% content+style, 10% co
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -122,5 +122,7 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
         opt.step()
         return {"loss": loss.item()}
 
-    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress)
+    recipe = {k: v for k, v in asdict(cfg).items() if k != "steps"}  # more steps may continue a run; nothing else
+    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress,
+               recipe=recipe)
     return model.eval()
