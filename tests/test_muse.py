@@ -210,6 +210,10 @@ def test_generate_command(cli, base, tmp_path):
     assert code == 0
     rows = [json.loads(x) for x in (tmp_path / "g" / "metadata.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in rows] == [0, 1] and (tmp_path / "g" / "grid.png").is_file()
+    assert rows[0]["token_temperature"] == 0.7 and rows[0]["guidance"] == 2.0  # the defaults are recorded
+    code, _, err = cli("generate", "--prompt", "a cat", "--token-temperature", 0, "--out", tmp_path / "h",
+                       "--base", base.path)
+    assert code == 2 and "token temperature" in err and not (tmp_path / "h").exists()
     code, _, err = cli("generate", "--prompt", " ", "--out", tmp_path / "h", "--base", base.path)
     assert code == 2 and "empty prompt" in err and not (tmp_path / "h").exists()
     code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "h", "--base", tmp_path / "nope")
