@@ -281,3 +281,23 @@ def test_stage_checkpoint_resumes_only_under_its_own_recipe(tmp_path):
     with pytest.raises(UserError, match="another recipe.*pose"):
         run(8, {"pose": "random", "lr": 1e-3})
     assert ckpt.read_bytes() == before and seen == [0, 1, 2, 3, 4, 5]
+
+
+def test_base_id_follows_the_weights_not_how_they_were_saved(base, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from styledrop.muse.base import base_fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(base.path / "transformer", copy / "transformer")
+    config = json.loads((copy / "transformer" / "config.json").read_text())
+    (copy / "transformer" / "config.json").write_text(json.dumps(config | {"_diffusers_version": "9.9.9"}, indent=4))
+    for f in (copy / "transformer").glob("*.safetensors"):
+        save_file({k: v.float() for k, v in load_file(f).items()}, f)  # the same weights in another dtype
+    assert base_fingerprint(copy) == base_fingerprint(base.path)
+    for f in (copy / "transformer").glob("*.safetensors"):
+        tensors = load_file(f)
+        key = sorted(tensors)[0]
+        save_file(tensors | {key: tensors[key] + 1}, f)
+    assert base_fingerprint(copy) != base_fingerprint(base.path)

@@ -179,12 +179,17 @@ def _position_table(folder: Path) -> torch.Tensor | None:
 
 
 def base_fingerprint(path: Path) -> str:
-    """Hash of the transformer's config and weights: an adapter records the base it was trained on."""
+    """Hash of the transformer's architecture and weights: an adapter records the base it was trained on.
+
+    Only what defines G enters it (config values, not the library versions saved beside them; tensors in half
+    precision), so the same G saved again, or once in fp32 and once in fp16, keeps its id."""
     h = hashlib.sha256()
     folder = Path(path) / "transformer"
-    h.update((folder / "config.json").read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    h.update(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True).encode())
     for f in sorted(folder.glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
+        with safe_open(f, framework="pt") as st:
+            for key in sorted(st.keys()):
+                h.update(key.encode())
+                h.update(st.get_tensor(key).to(torch.float16).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
