@@ -212,6 +212,7 @@ def evaluate_style(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
+    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -228,7 +229,7 @@ def evaluate_style(
     theta, meta = adapters.load(adapter, model)
     ref_path = reference or Path(meta["train"]["images"][0])
     ref, _ = load_image(ref_path, model.image_size)
-    report = run(model, Oracles.load(), theta, meta, ref, sample_config(steps, lambda_b + 1, 0),
+    report = run(model, Oracles.load(), theta, meta, ref, sample_config(steps, lambda_b + 1, 0, token_temperature),
                  lambda_a, lambda_b, seeds)
     images = report.pop("images")
     if out is not None:
@@ -252,6 +253,7 @@ def evaluate_compose(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
+    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -277,7 +279,7 @@ def evaluate_compose(
     style_ref = load_image(meta_s["train"]["images"][0], model.image_size)[0]
     subject_images = [load_image(p, model.image_size)[0] for p in meta_c["train"]["images"]]
     report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
-                 sample_config(steps, lambda_b + 1, 0), gamma=gamma, lambda_a=lambda_a, lambda_b=lambda_b,
+                 sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a, lambda_b=lambda_b,
                  seeds=seeds, subject_images=subject_images)
     images = report.pop("images")
     if out is not None:
