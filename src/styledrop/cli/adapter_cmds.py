@@ -279,8 +279,8 @@ def evaluate_compose(
     style_ref = load_image(meta_s["train"]["images"][0], model.image_size)[0]
     subject_images = [load_image(p, model.image_size)[0] for p in meta_c["train"]["images"]]
     report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
-                 sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a, lambda_b=lambda_b,
-                 seeds=seeds, subject_images=subject_images)
+                 sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a,
+                 lambda_b=lambda_b, seeds=seeds, subject_images=subject_images)
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=8)) for k, v in images.items()})
