@@ -9,13 +9,12 @@ from typing import Optional
 
 import typer
 
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
+from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
     DEVICE_HELP,
     DTYPE_HELP,
-    TOKEN_TEMPERATURE,
     TOKEN_TEMPERATURE_HELP,
     load_base,
     sample_config,
@@ -150,7 +149,7 @@ def sample(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA (paper: 0-2)."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB (paper: 5 on Muse)."),
-    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
+    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     negative_prompt: str = typer.Option("", help="Negative prompt n (default: the empty prompt)."),
     gamma: float = typer.Option(0.5, help="With --subject: 0 = pure style, 1 = pure subject (paper: 0.5-0.7)."),
     compose: str = typer.Option("two-theta", help="With --subject: two-theta (the paper's) | stack | merge."),
@@ -212,7 +211,7 @@ def evaluate_style(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
-    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
+    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -253,7 +252,7 @@ def evaluate_compose(
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
-    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
+    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),

@@ -14,8 +14,6 @@ from ..muse.sampler import SampleConfig
 from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar
 
 BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
-GUIDANCE = SampleConfig.guidance
-TOKEN_TEMPERATURE = SampleConfig.token_temperature
 TOKEN_TEMPERATURE_HELP = "Temperature of each token's draw: below 1 sharpens (0.7 draws the clearest objects)."
 DEVICE_HELP = "cpu | cuda | mps (default: CUDA if present, else MPS, else CPU)."
 DTYPE_HELP = "float32 | bfloat16 | float16 (default: bfloat16/float16 on a GPU, float32 on the CPU)."
@@ -33,10 +31,9 @@ def load_base(path, device: str | None = None, dtype: str | None = None):
     return MuseBase.load(path, device=dev, dtype=dt)
 
 
-def sample_config(steps: int, guidance: float, seed: int, token_temperature: Optional[float] = None):
-    extra = {} if token_temperature is None else {"token_temperature": token_temperature}
+def sample_config(steps: int, guidance: float, seed: int, token_temperature: float):
     try:
-        return SampleConfig(steps=steps, guidance=guidance, seed=seed, **extra)
+        return SampleConfig(steps=steps, guidance=guidance, seed=seed, token_temperature=token_temperature)
     except ValueError as e:
         fail(str(e))
 
@@ -104,8 +101,8 @@ def generate(
     n: int = typer.Option(8, help="Images per prompt."),
     seed: int = typer.Option(0, help="Image i uses seed + i: same seed, same images."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    guidance: float = typer.Option(GUIDANCE, help="Classifier-free guidance scale."),
-    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
+    guidance: float = typer.Option(SampleConfig.guidance, help="Classifier-free guidance scale."),
+    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     negative_prompt: str = typer.Option("", help="Prompt to steer away from (default: the empty prompt)."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -151,8 +148,8 @@ def generate(
 def evaluate_base(
     per_group: int = typer.Option(48, help="Images per group (pretraining pairs, held-out pairs, held-out styles)."),
     steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    guidance: float = typer.Option(GUIDANCE, help="Classifier-free guidance scale."),
-    token_temperature: float = typer.Option(TOKEN_TEMPERATURE, help=TOKEN_TEMPERATURE_HELP),
+    guidance: float = typer.Option(SampleConfig.guidance, help="Classifier-free guidance scale."),
+    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     seed: int = typer.Option(0, help="Seed of the prompt set's images."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),

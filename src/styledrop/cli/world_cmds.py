@@ -120,10 +120,9 @@ def demo(
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE
-    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
+    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
     from ..oracle import Oracles
     from .adapter_cmds import sample, train
-    from .base_cmds import TOKEN_TEMPERATURE
     t = time.time()
     if style not in world.STYLE_NAMES:
         fail(f"unknown style {style!r}; expected one of {', '.join(world.STYLE_NAMES)}")
@@ -145,7 +144,7 @@ def demo(
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,
            prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=12,
-           lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B, token_temperature=TOKEN_TEMPERATURE,
+           lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B, token_temperature=SampleConfig.token_temperature,
            negative_prompt="", gamma=0.5, compose="two-theta", base=base, device=None, dtype=None)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
