@@ -45,6 +45,7 @@ class MuseBase:
     path: Path | None = None
     scorer: CLIPModel | None = None
     _uncond: dict = field(default_factory=dict, repr=False)
+    _ids: dict = field(default_factory=dict, repr=False)  # base id per folder: hashing G reads every weight
 
     @property
     def image_size(self) -> int:
@@ -64,7 +65,11 @@ class MuseBase:
 
     def model_id(self) -> str:
         """A short fingerprint of the transformer's weights: adapters record which base they fit."""
-        return base_fingerprint(self.path) if self.path else "unsaved"
+        if not self.path:
+            return "unsaved"
+        if self.path not in self._ids:
+            self._ids[self.path] = base_fingerprint(self.path)
+        return self._ids[self.path]
 
     def encode_text(self, prompts: list[str]):
         return encode_text(self.text_encoder, self.tokenizer, prompts)
