@@ -76,3 +76,22 @@ def test_centered_pose_keeps_objects_near_the_middle_and_random_pose_moves_them(
     assert a.image.tobytes() == b.image.tobytes()  # seeded like the random pose
     with pytest.raises(ValueError, match="pose"):
         world.render("fish", "pop_art", np.random.default_rng(0), pose="sideways")
+
+
+def test_varied_rendering_is_captioned_by_content_only_and_varies_its_look():
+    choices = [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS]
+    samples = [world.sample(i, 4, choices, "centered") for i in range(24)]
+    assert all(s.caption in (world.caption(s.content, None, 0), world.caption(s.content, None, 1)) for s in samples)
+    assert all(s.split == "pretrain" for s in samples)
+    again = world.sample(5, 4, choices, "centered")
+    assert again.image.tobytes() == samples[5].image.tobytes()
+    # the look changes from picture to picture far more than within one named style
+    spread = np.std([s.image.reshape(-1, 3).mean(0) for s in samples], axis=0).mean()
+    named = [world.sample(i, 4, [(c, "watercolor") for c in world.PRETRAIN_CONTENTS], "centered") for i in range(24)]
+    assert spread > 3 * np.std([s.image.reshape(-1, 3).mean(0) for s in named], axis=0).mean()
+    # the object stands out: its pixels differ from the background's
+    for i in range(8):
+        rng = np.random.default_rng(i)
+        mask = np.asarray(world._mask("house", np.random.default_rng(i), "centered"), np.float32) > 128
+        im = world.render("house", world.VARIED, rng, "centered").astype(np.float32)
+        assert np.abs(im[mask].mean(0) - im[~mask].mean(0)).sum() > 20

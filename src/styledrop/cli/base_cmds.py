@@ -54,6 +54,9 @@ def pretrain(
     vq_steps: int = typer.Option(None, help="VQ training steps (default from VQTrainConfig)."),
     clip_steps: int = typer.Option(None, help="CLIP training steps."),
     g_steps: int = typer.Option(None, help="Transformer training steps."),
+    g_varied: float = typer.Option(None, min=0.0, max=1.0,
+                                   help="Fraction of G's images in a random rendering, captioned by content only "
+                                        "(default 0, the shipped base)."),
     stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
     threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
     reuse: Optional[Path] = typer.Option(None, help="Folder of finished stages (vqvae/, tokenizer/, clip/) to start "
@@ -82,6 +85,8 @@ def pretrain(
         cfg = replace(cfg, clip=replace(cfg.clip, steps=clip_steps))
     if g_steps:
         cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
+    if g_varied:
+        cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
     t = time.time()
     with progress_bar() as bar:
         tasks = {}

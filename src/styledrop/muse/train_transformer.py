@@ -40,15 +40,31 @@ class TransformerTrainConfig:
     codebook_init: bool = False  # G starts from the VQ codebook: lower loss, same content (README)
     bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
     seed: int = 3
+    # Fraction of the images drawn in a random rendering (world.VARIED, captioned by content only), so that G
+    # learns to draw its objects in looks it was never named; 0 = the shipped base's recipe (README, issue 4).
+    varied: float = 0.0
+
+    def recipe(self) -> dict:
+        """What makes a run (more steps may continue one); ``varied`` only when used, so older runs still match."""
+        return {k: v for k, v in asdict(self).items() if k != "steps" and not (k == "varied" and v == 0)}
 
 
 @torch.no_grad()
-def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: str = "random"):
-    """Render ``n`` pretraining-split images and tokenize them: (tokens (n, N), samples' metadata)."""
+def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: str = "random", varied: float = 0.0):
+    """Render ``n`` pretraining-split images and tokenize them: (tokens (n, N), samples' metadata).
+
+    ``varied``: that fraction of the images, spread evenly through the stream, are pretraining contents in a
+    random rendering (world.VARIED)."""
     choices = world.pairs("pretrain")
+    varied_choices = [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS]
+
+    def picture(k):
+        is_varied = int((k + 1) * varied) > int(k * varied)
+        return world.sample(k, seed, varied_choices if is_varied else choices, pose)
+
     tokens, meta = [], []
     for i in range(0, n, batch):
-        samples = [world.sample(k, seed, choices, pose) for k in range(i, min(n, i + batch))]
+        samples = [picture(k) for k in range(i, min(n, i + batch))]
         tokens.append(vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1))
         meta += [(s.content, s.style, s.caption) for s in samples]
         if progress:
@@ -122,7 +138,6 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
         opt.step()
         return {"loss": loss.item()}
 
-    recipe = {k: v for k, v in asdict(cfg).items() if k != "steps"}  # more steps may continue a run; nothing else
     stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress,
-               recipe=recipe)
+               recipe=cfg.recipe())
     return model.eval()

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .shapes import SHAPES
-from .styles import SIZE, STYLES, Canvas
+from .styles import SIZE, STYLES, Canvas, varied
 
 CONTENTS: list[str] = list(SHAPES)
 STYLE_NAMES: list[str] = list(STYLES)
@@ -24,6 +24,7 @@ HELDOUT_CONTENTS = ("umbrella", "rocket", "key")
 HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")
 PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
 PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
+VARIED = "varied"  # not a style: a random rendering per picture (styles.varied), captioned by content only
 SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
 
 POSES = ("random", "centered")  # "centered": upright, unmirrored, within 2 px of the middle (G's pretraining)
@@ -46,7 +47,7 @@ def article(word: str) -> str:
 
 def caption(content: str, style: str | None, template: int = 0) -> str:
     """Caption of a picture; ``style=None`` gives a content-only caption."""
-    if style is None:
+    if style is None or style == VARIED:
         t = CONTENT_ONLY_TEMPLATES[template % len(CONTENT_ONLY_TEMPLATES)]
         return t.format(a=article(content), content=content)
     t = CAPTION_TEMPLATES[template % len(CAPTION_TEMPLATES)]
@@ -60,6 +61,8 @@ def style_caption(style: str) -> str:
 
 def split_of(content: str, style: str) -> str:
     hs, hc = style in HELDOUT_STYLES, content in HELDOUT_CONTENTS
+    if style == VARIED:
+        return "heldout_content" if hc else "pretrain"
     if hs and hc:
         return "heldout_both"
     if hs:
@@ -106,7 +109,7 @@ def render(content: str, style: str, rng: np.random.Generator, pose: str = "rand
     """One (H, W, 3) uint8 picture of ``content`` in ``style``; ``pose`` is one of POSES."""
     if content not in SHAPES:
         raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
-    if style not in STYLES:
+    if style not in STYLES and style != VARIED:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
     if pose not in POSES:
         raise ValueError(f"unknown pose {pose!r}; expected one of {', '.join(POSES)}")
@@ -116,7 +119,7 @@ def render(content: str, style: str, rng: np.random.Generator, pose: str = "rand
     grow5 = np.asarray(mask.filter(ImageFilter.MaxFilter(5)), np.float32) / 255
     shrink = np.asarray(mask.filter(ImageFilter.MinFilter(3)), np.float32) / 255
     canvas = Canvas(rng=rng, fill=fill, edge=grow3 - fill, thick=np.clip(grow5 - shrink, 0, 1))
-    rgb = STYLES[style].paint(canvas)
+    rgb = varied(canvas) if style == VARIED else STYLES[style].paint(canvas)
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

@@ -254,6 +254,67 @@ def rainbow(c: Canvas):
     return over(img, (0.15, 0.15, 0.15), c.edge)
 
 
+
+# the varied rendering: a random palette, texture and outline for each picture (no name, no descriptor)
+
+
+def _texture(c: Canvas, kind: str) -> np.ndarray:
+    """A (H, W) pattern in [0, 1] of one of TEXTURES, with random scale, angle and phase."""
+    r = c.rng
+    if kind == "stripes":
+        p = float(r.uniform(6, 12))
+        return stripes(p, float(r.uniform(0, 180)), c.phase(p), float(r.uniform(0.3, 0.6)))
+    if kind == "dots":
+        p = int(r.integers(6, 11))
+        return dots(p, float(r.uniform(1.2, p / 3)), c.phase(p), c.phase(p))
+    if kind == "checker":
+        p = int(r.integers(5, 11))
+        return checker(p, c.phase(p), c.phase(p))
+    if kind == "grid":
+        p = int(r.integers(6, 11))
+        return grid_lines(p, c.phase(p), c.phase(p), float(r.uniform(1, 2)))
+    if kind == "noise":
+        return noise(r, int(r.integers(5, 16)))
+    if kind == "gradient":
+        a = np.deg2rad(r.uniform(0, 360))
+        u = (_X - 31.5) * np.cos(a) + (_Y - 31.5) * np.sin(a)
+        return (u - u.min()) / (u.max() - u.min())
+    return np.zeros((SIZE, SIZE), np.float32)  # "plain"
+
+
+TEXTURES = ("plain", "stripes", "dots", "checker", "grid", "noise", "gradient")
+
+
+def varied(c: Canvas):
+    """A random rendering: background, fill, outline and effect each drawn at random per picture.
+
+    The base's G also learns from these (captioned by content only) so that it can draw its objects in
+    renderings it was never named: a style adapter then has to change the look, not teach shapes."""
+    r = c.rng
+
+    def colour():
+        return r.random(3).astype(np.float32)
+
+    bg0, bg1 = colour(), colour()
+    img = mix(bg0, bg1, float(r.uniform(0.2, 0.9)) * _texture(c, TEXTURES[r.integers(len(TEXTURES))]))
+    body0 = colour()
+    while np.abs(body0 - bg0).sum() < 0.6:  # the object must stand out from the background
+        body0 = colour()
+    body = mix(body0, colour(), _texture(c, TEXTURES[r.integers(len(TEXTURES))]))
+    fill = blur(c.fill, float(r.uniform(0.8, 2.0))) if r.random() < 0.2 else c.fill
+    img = over(img, body, fill)
+    outline = (None, c.edge, c.thick)[r.integers(3)]
+    if outline is not None:
+        img = over(img, colour() * float(r.uniform(0, 1)), outline)
+    effect = r.integers(5)
+    if effect == 0:
+        img = pixelate(img, 4)
+    elif effect == 1:
+        img = img + body0 * (0.6 * blur(c.fill, 2.5))[..., None]  # glow
+    elif effect == 2:
+        img = img + r.normal(0, 0.04, (SIZE, SIZE, 1)).astype(np.float32)  # grain
+    return np.clip(img, 0, 1)
+
 STYLES = {
     s.name: s
     for s in (
