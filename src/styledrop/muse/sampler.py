@@ -8,6 +8,7 @@ so an image does not change with the batch it was made in.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -69,12 +70,15 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     return ids
 
 
-def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled) -> torch.Tensor:
-    """One G forward with each attached adapter switched on for the rows where its gate is 1."""
+def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled,
+                 cache: tr.TextCache | None = None) -> torch.Tensor:
+    """One G forward with each attached adapter switched on for the rows where its gate is 1
+    (``cache``: a sampling loop's ``TextCache``, so the text-only layers run on its first step only)."""
     for adapter, gate in gated:
         adapter.gate = gate
     try:
-        return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
+        with cache() if cache is not None else nullcontext():
+            return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
     finally:
         for adapter, _ in gated:
             adapter.gate = None
@@ -99,8 +103,10 @@ def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str
     pooled = torch.cat([p for _, p, _ in branches])
     gate = torch.cat([torch.full((b,), g) for _, _, g in branches])
 
+    cache = tr.TextCache(base.transformer)  # the text is the same at every step: its layers run once
+
     def forward(ids, h, p, g):
-        return gated_logits(base, [(adapter, g)] if adapter is not None else [], ids, h, p)
+        return gated_logits(base, [(adapter, g)] if adapter is not None else [], ids, h, p, cache)
 
     def fn(ids):
         k = len(branches)
