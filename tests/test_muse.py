@@ -323,14 +323,7 @@ def test_text_cache_reuses_text_layers_and_gives_the_same_logits(tmp_path, base)
                 cached = tr.logits(g, ids, other_h, other_p, b.image_size)
             assert torch.equal(tr.logits(g, ids, other_h, other_p, b.image_size), cached)
             assert cache.hits == 2 * len(cache.layers)  # another text is computed, not taken from the cache
-        with torch.enable_grad(), cache():  # adapter training: G frozen, the text has no gradient -> reused
+        with torch.enable_grad(), cache():  # with gradients on (training) it never reuses
             tr.logits(g, ids, hidden, pooled, b.image_size)
-        assert cache.hits == 3 * len(cache.layers)
-        for m in cache.layers:
-            m.weight.requires_grad_(True)
-        with torch.enable_grad(), cache():  # a layer being trained is never taken from the cache
-            out = tr.logits(g, ids, hidden, pooled, b.image_size)
-        assert cache.hits == 3 * len(cache.layers) and out.requires_grad
-        for m in cache.layers:
-            m.weight.requires_grad_(False)
+        assert cache.hits == 2 * len(cache.layers)
         assert all("forward" not in vars(m) for m in cache.layers)  # G is left as it was

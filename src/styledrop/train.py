@@ -15,7 +15,6 @@ import torch
 from . import adapters
 from .device import processes
 from .muse import stages
-from .muse import transformer as tr
 from .muse.train_transformer import masked_token_loss
 from .oracle import to_tensor
 
@@ -63,15 +62,13 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     hidden, pooled = base.encode_text(captions * (2 if cfg.mirror else 1))  # row k captions token row k
     adapter = adapters.build(adapter_cfg, base.transformer).attach(base.transformer)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
-    cache = tr.TextCache(base.transformer)  # frozen G, the same captions: its text-only layers run once
 
     world = processes()  # (k, n) under `accelerate launch` / torchrun with n > 1, else None
 
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
-        with cache():
-            loss = masked_token_loss(base.transformer, tokens[rows], hidden[rows], pooled[rows],
-                                     base.mask_id, base.image_size, g, part=world, max_ratio=cfg.max_mask)
+        loss = masked_token_loss(base.transformer, tokens[rows], hidden[rows], pooled[rows],
+                                 base.mask_id, base.image_size, g, part=world, max_ratio=cfg.max_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if world is not None:  # every process holds a share of the global batch: sum the shares

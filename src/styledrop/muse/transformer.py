@@ -99,9 +99,8 @@ class TextCache:
     At every MaskGIT step G sees the same text: the cross-attention keys and values, the text
     projection and the pooled-text modulations come out the same. These layers return their
     earlier output when their input equals an earlier one (checked by value, a few entries per
-    layer, so three guidance branches run one after another hit too). Adapter training reuses them
-    too (one caption, frozen G); a layer whose input or weight needs a gradient runs as usual.
-    ``with cache(): ...`` switches it on around G's calls.
+    layer, so three guidance branches run one after another hit too). Inference only: with
+    gradients on, the layers run as usual. ``with cache(): ...`` switches it on around G's calls.
     """
 
     def __init__(self, model: UVit2DModel, entries: int = 4):
@@ -121,7 +120,7 @@ class TextCache:
                 del m.forward
 
     def _forward(self, m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad):
+        if torch.is_grad_enabled():
             return F.linear(x, m.weight, m.bias)
         memo = self.memo[id(m)]
         for key, out in memo:
