@@ -301,29 +301,3 @@ def test_base_id_follows_the_weights_not_how_they_were_saved(base, tmp_path):
         key = sorted(tensors)[0]
         save_file(tensors | {key: tensors[key] + 1}, f)
     assert base_fingerprint(copy) != base_fingerprint(base.path)
-
-
-def test_text_cache_reuses_text_layers_and_gives_the_same_logits(tmp_path, base):
-    from styledrop.muse import transformer as tr
-    # the tiny base's G and a real aMUSEd layout (cross-attention in its down/up blocks too)
-    for b in (base, MuseBase.load(amused_like_folder(tmp_path / "amused"))):
-        g, n = b.transformer, b.grid**2
-        hidden, pooled = b.encode_text(["a fish", "a cat"])
-        cache = tr.TextCache(g)
-        assert len(cache.layers) >= 3 * len(g.transformer_layers)  # cross-attention k, v and modulations per layer
-        with torch.no_grad():
-            for step in range(3):
-                ids = torch.randint(0, b.mask_id + 1, (2, n), generator=torch.Generator().manual_seed(step))
-                with cache():
-                    cached = tr.logits(g, ids, hidden, pooled, b.image_size)
-                assert torch.equal(tr.logits(g, ids, hidden, pooled, b.image_size), cached)
-            assert cache.hits == 2 * len(cache.layers)  # steps 2 and 3 reuse every text-only layer
-            other_h, other_p = b.encode_text(["a boat", "a tree"])
-            with cache():
-                cached = tr.logits(g, ids, other_h, other_p, b.image_size)
-            assert torch.equal(tr.logits(g, ids, other_h, other_p, b.image_size), cached)
-            assert cache.hits == 2 * len(cache.layers)  # another text is computed, not taken from the cache
-        with torch.enable_grad(), cache():  # with gradients on (training) it never reuses
-            tr.logits(g, ids, hidden, pooled, b.image_size)
-        assert cache.hits == 2 * len(cache.layers)
-        assert all("forward" not in vars(m) for m in cache.layers)  # G is left as it was

@@ -80,24 +80,15 @@ class Adapter(nn.Module):
         self._handles = []
 
     def delta(self, site: int, h: torch.Tensor) -> torch.Tensor:
-        if self.gate is None:
-            return self._delta(site, h) * self.scale
-        gate = self.gate.to(h.device, h.dtype)
-        rows = gate != 0
-        if rows.all():
-            return self._delta(site, h) * gate.view(-1, *([1] * (h.dim() - 1))) * self.scale
-        # run only the rows switched on (a third of a guided batch), zero elsewhere
-        d = torch.zeros_like(h)
-        d[rows] = self._delta(site, h[rows]) * gate[rows].view(-1, *([1] * (h.dim() - 1))) * self.scale
-        return d
-
-    def _delta(self, site: int, h: torch.Tensor) -> torch.Tensor:
         x = h.to(self.weight_dtype())  # adapter weights stay fp32 when G runs in half precision
         if self.cfg.kind == "bottleneck":
             d = self.blocks[site](x)
         else:
             d = self.shared(x, self.offset_in[site], self.offset_out[site])
-        return d.to(h.dtype)
+        d = d.to(h.dtype)
+        if self.gate is not None:
+            d = d * self.gate.to(d.device, d.dtype).view(-1, *([1] * (d.dim() - 1)))
+        return d * self.scale
 
     def weight_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

@@ -16,7 +16,6 @@ import torch
 from . import adapters
 from .evaluate import style_prompt
 from .io import UserError
-from .muse import transformer as tr
 from .muse.sampler import LogitsFn, gated_logits
 
 MODES = ("two-theta", "stack", "merge")
@@ -67,8 +66,6 @@ def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject,
     n_h, n_p = base.encode_text([negative] * b) if negative else base.encode_empty(b)
     on, off = torch.ones(b), torch.zeros(b)
 
-    cache = tr.TextCache(base.transformer)  # the same text at every step: its layers run once
-
     def guided(a, c, u):
         return a + lambda_a * (a - c) + lambda_b * (c - u)
 
@@ -79,7 +76,7 @@ def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject,
         gates = [(style, torch.cat([on, off, off, off, off])), (subject, torch.cat([off, on, off, off, off]))]
 
         def fn(ids):
-            a_s, a_c, g_t, g_c, g_n = gated_logits(base, gates, ids.repeat(5, 1), hidden, pooled, cache).split(b)
+            a_s, a_c, g_t, g_c, g_n = gated_logits(base, gates, ids.repeat(5, 1), hidden, pooled).split(b)
             return (1 - gamma) * guided(a_s, g_t, g_n) + gamma * guided(a_c, g_c, g_n)
         return fn
 
@@ -88,7 +85,7 @@ def compose_logits_fn(base, prompts: list[str], descriptor: str, style, subject,
     gated = [(style, gate), (subject, gate)] if mode == "stack" else [(merged, gate)]
 
     def fn(ids):
-        return guided(*gated_logits(base, gated, ids.repeat(3, 1), hidden, pooled, cache).split(b))
+        return guided(*gated_logits(base, gated, ids.repeat(3, 1), hidden, pooled).split(b))
     return fn
 
 

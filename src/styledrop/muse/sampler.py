@@ -8,7 +8,6 @@ so an image does not change with the batch it was made in.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -70,15 +69,12 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     return ids
 
 
-def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled,
-                 cache: tr.TextCache | None = None) -> torch.Tensor:
-    """One G forward with each attached adapter switched on for the rows where its gate is 1
-    (``cache``: a sampling loop's ``TextCache``, so the text-only layers run on its first step only)."""
+def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, pooled) -> torch.Tensor:
+    """One G forward with each attached adapter switched on for the rows where its gate is 1."""
     for adapter, gate in gated:
         adapter.gate = gate
     try:
-        with cache() if cache is not None else nullcontext():
-            return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
+        return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
     finally:
         for adapter, _ in gated:
             adapter.gate = None
@@ -103,10 +99,8 @@ def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str
     pooled = torch.cat([p for _, p, _ in branches])
     gate = torch.cat([torch.full((b,), g) for _, _, g in branches])
 
-    cache = tr.TextCache(base.transformer)  # the text is the same at every step: its layers run once
-
     def forward(ids, h, p, g):
-        return gated_logits(base, [(adapter, g)] if adapter is not None else [], ids, h, p, cache)
+        return gated_logits(base, [(adapter, g)] if adapter is not None else [], ids, h, p)
 
     def fn(ids):
         k = len(branches)

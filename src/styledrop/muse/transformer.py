@@ -10,9 +10,6 @@ has no such key and runs without it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from functools import partial
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -91,55 +88,3 @@ def logits(model: UVit2DModel, ids: torch.Tensor, hidden: torch.Tensor, pooled: 
     out = model(ids.view(b, grid, grid), encoder_hidden_states=hidden, pooled_text_emb=pooled,
                 micro_conds=micro_conds(b, image_size, ids.device))
     return out.permute(0, 2, 3, 1).reshape(b, n, -1)  # (B, K, h, w) -> (B, N, K)
-
-
-class TextCache:
-    """Outputs of G's text-only linear layers, reused across the decoding steps of one sampling loop.
-
-    At every MaskGIT step G sees the same text: the cross-attention keys and values, the text
-    projection and the pooled-text modulations come out the same. These layers return their
-    earlier output when their input equals an earlier one (checked by value, a few entries per
-    layer, so three guidance branches run one after another hit too). Inference only: with
-    gradients on, the layers run as usual. ``with cache(): ...`` switches it on around G's calls.
-    """
-
-    def __init__(self, model: UVit2DModel, entries: int = 4):
-        self.entries = entries
-        self.layers = [m for m in _text_only_linears(model) if type(m) is nn.Linear]  # not adapter-wrapped ones
-        self.memo: dict[int, list] = {id(m): [] for m in self.layers}
-        self.hits = 0
-
-    @contextmanager
-    def __call__(self):
-        for m in self.layers:
-            m.forward = partial(self._forward, m)  # an instance attribute shadows Linear.forward
-        try:
-            yield
-        finally:
-            for m in self.layers:
-                del m.forward
-
-    def _forward(self, m: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return F.linear(x, m.weight, m.bias)
-        memo = self.memo[id(m)]
-        for key, out in memo:
-            if key.shape == x.shape and key.dtype == x.dtype and torch.equal(key, x):
-                self.hits += 1
-                return out
-        out = F.linear(x, m.weight, m.bias)
-        self.memo[id(m)] = [(x.clone(), out)] + memo[:self.entries - 1]
-        return out
-
-
-def _text_only_linears(model: UVit2DModel):
-    """G's linear layers whose input is the text (or pooled text + micro-conditions) alone."""
-    for name, m in model.named_modules():
-        if getattr(m, "is_cross_attention", False):  # diffusers Attention reading encoder states
-            yield m.to_k
-            yield m.to_v
-        elif type(m).__name__ == "AdaLayerNormContinuous":
-            yield m.linear
-        elif name.endswith(("encoder_proj", "cond_embed.linear_1", "cond_embed.linear_2", "cond_embeds_mapper",
-                            "kv_mapper")):
-            yield m
