@@ -301,3 +301,21 @@ def test_base_id_follows_the_weights_not_how_they_were_saved(base, tmp_path):
         key = sorted(tensors)[0]
         save_file(tensors | {key: tensors[key] + 1}, f)
     assert base_fingerprint(copy) != base_fingerprint(base.path)
+
+
+def test_varied_fraction_of_g_pictures_and_its_recipe():
+    from styledrop import world
+    from styledrop.muse.train_transformer import TransformerTrainConfig, token_dataset
+    vq = TinyVQModel(channels=8, code_dim=8, codebook_size=16, levels=3)
+    tokens, meta = token_dataset(vq, 20, 0, batch=8, pose="centered", varied=0.25)
+    flags = [style == world.VARIED for _, style, _ in meta]
+    assert tokens.shape == (20, 64) and sum(flags) == 5
+    assert all(sum(flags[i:i + 4]) == 1 for i in range(0, 20, 4))  # spread through the stream
+    assert all(cap == world.caption(c, None, 0) or cap == world.caption(c, None, 1)
+               for c, s, cap in meta if s == world.VARIED)
+    plain, _ = token_dataset(vq, 20, 0, batch=8, pose="centered")
+    keep = [i for i, f in enumerate(flags) if not f]
+    assert torch.equal(tokens[keep], plain[keep])  # the other pictures are those of the plain recipe
+    # the recipe (what a checkpoint must match) names varied only when it is used, so older runs still resume
+    assert "varied" not in TransformerTrainConfig().recipe()
+    assert TransformerTrainConfig(varied=0.5).recipe()["varied"] == 0.5
