@@ -319,3 +319,5 @@ def test_varied_fraction_of_g_pictures_and_its_recipe():
     # the recipe (what a checkpoint must match) names varied only when it is used, so older runs still resume
     assert "varied" not in TransformerTrainConfig().recipe()
     assert TransformerTrainConfig(varied=0.5).recipe()["varied"] == 0.5
+    assert TransformerTrainConfig().data_recipe() == {"images": 40000, "seed": 3, "pose": "centered"}
+    assert TransformerTrainConfig(varied=0.5).data_recipe()["varied"] == 0.5

@@ -75,8 +75,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     text_encoder = text_encoder_of(clip)
 
     data, g_cfg = work / "tokens.safetensors", cfg.transformer
-    recipe = {"images": g_cfg.images, "seed": g_cfg.seed, "pose": g_cfg.pose}
-    recipe |= {"varied": g_cfg.varied} if g_cfg.varied else {}
+    recipe = g_cfg.data_recipe()
     tensors, header = load_tensors(data) if data.is_file() else ({}, {})
     if header.get("recipe") != recipe:  # none yet, or made for another recipe: tokenize anew
         tokens, meta = token_dataset(vq, g_cfg.images, g_cfg.seed, progress=tick("tokenize"), pose=g_cfg.pose,

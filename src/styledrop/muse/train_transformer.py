@@ -45,8 +45,17 @@ class TransformerTrainConfig:
     varied: float = 0.0
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``varied`` only when used, so older runs still match."""
-        return {k: v for k, v in asdict(self).items() if k != "steps" and not (k == "varied" and v == 0)}
+        """What makes a run of G (more steps may continue one), as its checkpoint records it."""
+        return _if_used({k: v for k, v in asdict(self).items() if k != "steps"})
+
+    def data_recipe(self) -> dict:
+        """What makes G's token cache: the pictures it learns from."""
+        return _if_used({"images": self.images, "seed": self.seed, "pose": self.pose, "varied": self.varied})
+
+
+def _if_used(recipe: dict) -> dict:
+    """``varied`` only when used, so caches and checkpoints made before it existed still match."""
+    return {k: v for k, v in recipe.items() if not (k == "varied" and v == 0)}
 
 
 @torch.no_grad()
