@@ -25,6 +25,7 @@ HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")
 PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
 PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
 VARIED = "varied"  # not a style: a random rendering per picture (styles.varied), captioned by content only
+_PAINTERS = {name: s.paint for name, s in STYLES.items()} | {VARIED: varied}
 SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
 
 POSES = ("random", "centered")  # "centered": upright, unmirrored, within 2 px of the middle (G's pretraining)
@@ -109,7 +110,7 @@ def render(content: str, style: str, rng: np.random.Generator, pose: str = "rand
     """One (H, W, 3) uint8 picture of ``content`` in ``style``; ``pose`` is one of POSES."""
     if content not in SHAPES:
         raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
-    if style not in STYLES and style != VARIED:
+    if style not in _PAINTERS:
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
     if pose not in POSES:
         raise ValueError(f"unknown pose {pose!r}; expected one of {', '.join(POSES)}")
@@ -119,7 +120,7 @@ def render(content: str, style: str, rng: np.random.Generator, pose: str = "rand
     grow5 = np.asarray(mask.filter(ImageFilter.MaxFilter(5)), np.float32) / 255
     shrink = np.asarray(mask.filter(ImageFilter.MinFilter(3)), np.float32) / 255
     canvas = Canvas(rng=rng, fill=fill, edge=grow3 - fill, thick=np.clip(grow5 - shrink, 0, 1))
-    rgb = varied(canvas) if style == VARIED else STYLES[style].paint(canvas)
+    rgb = _PAINTERS[style](canvas)
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
