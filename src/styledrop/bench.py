@@ -34,19 +34,18 @@ def _timed(fn, repeats: int = 2) -> tuple[float, object]:
     return best, out
 
 
-def _side_by_side(a, b, repeats: int = 3) -> tuple[float, float, object, object]:
-    """Best times of ``a`` and ``b`` run alternately (after one warm-up each), so that the machine's
-    drifting speed (a shared VM here: ±20% over a minute) hits both alike; and their last results."""
-    a(), b()
-    ta = tb = float("inf")
+def _side_by_side(*fns, repeats: int = 3) -> tuple[list[float], list]:
+    """Best times of ``fns`` run in turn (after one warm-up each), so that the machine's drifting speed
+    (a shared VM here: ±20% over a minute) hits all alike; and their last results."""
+    for fn in fns:
+        fn()
+    best, results = [float("inf")] * len(fns), [None] * len(fns)
     for _ in range(repeats):
-        t = time.perf_counter()
-        ra = a()
-        ta = min(ta, time.perf_counter() - t)
-        t = time.perf_counter()
-        rb = b()
-        tb = min(tb, time.perf_counter() - t)
-    return ta, tb, ra, rb
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            results[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best, results
 
 
 @torch.no_grad()
@@ -67,8 +66,9 @@ def bench_sampling(base, n: int = 16, steps: int = 12, repeats: int = 2) -> dict
         p.data.normal_(0, 0.02)
     theta.attach(base.transformer)
     try:
-        t_batched, t_separate, ids_batched, ids_separate = _side_by_side(
-            lambda: run(adapter=theta, lambda_a=1.0), lambda: run(adapter=theta, lambda_a=1.0, separate=True), repeats)
+        (t_batched, t_separate), (ids_batched, ids_separate) = _side_by_side(
+            lambda: run(adapter=theta, lambda_a=1.0), lambda: run(adapter=theta, lambda_a=1.0, separate=True),
+            repeats=repeats)
     finally:
         theta.detach()
     return {
@@ -120,26 +120,34 @@ def bench_guided_vs_reference(base, n: int = 16, steps: int = 12, repeats: int =
     prompts = ["a fish in neon glow style"] * n
     theta = _theta(base).attach(base.transformer)
     try:
-        ours, ref, _, _ = _side_by_side(
+        (ours, ref), _ = _side_by_side(
             lambda: decode_tokens(guided_logits_fn(base, prompts, lambda_b=1.5, adapter=theta, lambda_a=0.5), n,
                                   base.grid**2, base.mask_id, SampleConfig(steps=steps)),
-            lambda: reference_sampling(base, theta, prompts, steps, 0.5, 1.5), repeats)
+            lambda: reference_sampling(base, theta, prompts, steps, 0.5, 1.5), repeats=repeats)
     finally:
         theta.detach()
     return {"sampling_ours_s": ours, "sampling_reference_s": ref, "sampling_speedup": ref / ours}
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matmul rate (FLOP/s) at the current thread count: the yardstick for training."""
+def _matmul(size: int = 2048):
+    """One fp32 matmul of two size x size matrices, and its FLOP count: this machine's matmul peak is
+    the yardstick for training."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    t, _ = _timed(lambda: a @ b, repeats)
-    return 2 * size**3 / t
+    return (lambda: a @ b), 2 * size**3
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate (FLOP/s) at the current thread count."""
+    fn, flops = _matmul(size)
+    t, _ = _timed(fn, repeats)
+    return flops / t
 
 
 def bench_training(base, batch: int = 8, steps: int = 10, kind: str = "bottleneck") -> dict:
-    """One adapter-training step: ours (VQ tokens and text embeddings cached before the loop) vs the
-    train_amused.py way (both recomputed every step), on the same G, adapter and batch. Also the step's
-    FLOP count (torch's counter) over its time, as a fraction of the measured matmul peak."""
+    """One adapter-training step: ours (VQ tokens and text embeddings cached before the loop; G as
+    ``base.net``, compiled after ``base.compile()``) vs the train_amused.py way (both recomputed every step,
+    G called eagerly), on the same G, adapter and batch. Also the step's FLOP count (torch's counter) over
+    its time, as a fraction of the fp32 matmul peak timed in turn with the two steps."""
     samples = [world.sample(i, 0, [("house", "lava")]) for i in range(batch)]
     images = [s.image for s in samples]
     caption = "a house in molten lava style"
@@ -149,29 +157,30 @@ def bench_training(base, batch: int = 8, steps: int = 10, kind: str = "bottlenec
     tokens = reference_tokens(base, images, mirror=False)
     hidden, pooled = base.encode_text([caption] * batch)
 
-    def step(tok, h, p):
-        loss = masked_token_loss(base.transformer, tok, h, p, base.mask_id, base.image_size, g)
+    def step(model, tok, h, p):
+        loss = masked_token_loss(model, tok, h, p, base.mask_id, base.image_size, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def ours():
-        step(tokens, hidden, pooled)
+        step(base.net, tokens, hidden, pooled)
 
     def reference():
         with torch.no_grad():
             tok = base.vq.encode_indices(to_tensor(images)).flatten(1)
             h, p = base.encode_text([caption] * batch)
-        step(tok, h, p)
+        step(base.transformer, tok, h, p)
 
+    matmul, matmul_flops = _matmul()
     try:
-        t_ours, t_ref, _, _ = _side_by_side(ours, reference, steps)
+        (t_ours, t_ref, t_mm), _ = _side_by_side(ours, reference, matmul, repeats=steps)
         with FlopCounterMode(display=False) as counter:
-            ours()
+            step(base.transformer, tokens, hidden, pooled)  # the same arithmetic as ``ours``, counted eagerly
         flops = counter.get_total_flops()
     finally:
         theta.detach()
-    peak = matmul_peak_flops()
+    peak = matmul_flops / t_mm
     return {"train_batch": batch, "train_ours_s": t_ours, "train_reference_s": t_ref,
             "train_speedup": t_ref / t_ours, "train_flops_per_step": flops,
             "train_flops_per_s": flops / t_ours, "matmul_peak_flops_per_s": peak,
@@ -182,9 +191,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def bench_all(base, n: int = 16, steps: int = 12, repeats: int = 2, batch: int = 8) -> dict:
+def bench_all(base, n: int = 16, steps: int = 12, repeats: int = 2, batch: int = 8, compiled: bool = True) -> dict:
+    """Every measurement with G run eagerly; then, with ``compiled``, ours again with G compiled
+    (``base.compile()``) against the same eager reference loops, under keys prefixed ``compiled_``."""
     out = bench_sampling(base, n, steps, repeats)
     out |= bench_guided_vs_reference(base, n, steps, repeats)
     out |= bench_training(base, batch)
     out["peak_rss_mb"] = peak_rss_mb()
+    if compiled:
+        base.compile()
+        c = bench_sampling(base, n, steps, repeats) | bench_guided_vs_reference(base, n, steps, repeats)
+        c |= bench_training(base, batch)
+        c["peak_rss_mb"] = peak_rss_mb()  # compiling holds its own memory
+        out |= {f"compiled_{k}": v for k, v in c.items() if k not in ("images", "steps", "threads", "train_batch")}
     return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}

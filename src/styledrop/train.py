@@ -67,7 +67,7 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
 
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
-        loss = masked_token_loss(base.transformer, tokens[rows], hidden[rows], pooled[rows],
+        loss = masked_token_loss(base.net, tokens[rows], hidden[rows], pooled[rows],
                                  base.mask_id, base.image_size, g, part=world, max_ratio=cfg.max_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()

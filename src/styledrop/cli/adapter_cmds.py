@@ -13,6 +13,7 @@ from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
+    COMPILE_HELP,
     DEVICE_HELP,
     DTYPE_HELP,
     TOKEN_TEMPERATURE_HELP,
@@ -72,6 +73,7 @@ def train(
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
+    compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ):
     """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists."""
     from contextlib import nullcontext
@@ -105,7 +107,7 @@ def train(
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
-    model = load_base(base, device, dtype)
+    model = load_base(base, device, dtype, compile)
     images = _read_images(paths, model.image_size)
     captions = [caption] * len(images)
     if subject and prior:
@@ -156,6 +158,7 @@ def sample(
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
+    compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ):
     """Draw prompts in the adapter's style: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)); with --subject,
     mix the style and subject adapters' guided logits: (1 − γ)·l_s + γ·l_c."""
@@ -173,7 +176,7 @@ def sample(
     if compose not in MODES:
         fail(f"unknown --compose {compose!r}; expected one of {', '.join(MODES)}")
     cfg = sample_config(steps, lambda_b + 1, seed, token_temperature)
-    model = load_base(base, device, dtype)
+    model = load_base(base, device, dtype, compile)
     settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "token_temperature": token_temperature,
                 "negative_prompt": negative_prompt,
                 "base_id": model.model_id()}

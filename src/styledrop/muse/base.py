@@ -46,6 +46,7 @@ class MuseBase:
     scorer: CLIPModel | None = None
     _uncond: dict = field(default_factory=dict, repr=False)
     _ids: dict = field(default_factory=dict, repr=False)  # base id per folder: hashing G reads every weight
+    _compiled: torch.nn.Module | None = field(default=None, repr=False)
 
     @property
     def image_size(self) -> int:
@@ -80,6 +81,23 @@ class MuseBase:
             self._uncond[""] = encode_text(self.text_encoder, self.tokenizer, [""], allow_empty=True)
         h, p = self._uncond[""]
         return h.expand(batch, -1, -1), p.expand(batch, -1)
+
+    def compile(self) -> "MuseBase":
+        """Run G's forward passes (``self.net``) through ``torch.compile`` from now on: fused kernels, about
+        1.2x per training step and per sampling step on 2 CPU cores (README, Benchmarks), after a one-off
+        compile of 30-90 s on CPU (cached on disk). Outputs match eager mode up to float rounding.
+
+        Adapters attach to G with forward hooks, and dynamo by default ignores hooks added after compiling
+        (the old graph would run without the adapter, silently); guarding them makes every attach or
+        detach recompile instead."""
+        torch._dynamo.config.skip_nnmodule_hook_guards = False
+        self._compiled = torch.compile(self.transformer, dynamic=False)
+        return self
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """G as forward passes call it: compiled after ``compile()``, else the module itself."""
+        return self.transformer if self._compiled is None else self._compiled
 
     def eval(self) -> "MuseBase":
         for m in (self.text_encoder, self.vq, self.transformer):

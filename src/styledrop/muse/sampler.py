@@ -74,7 +74,7 @@ def gated_logits(base, gated: list[tuple[object, torch.Tensor]], ids, hidden, po
     for adapter, gate in gated:
         adapter.gate = gate
     try:
-        return tr.logits(base.transformer, ids, hidden, pooled, base.image_size)
+        return tr.logits(base.net, ids, hidden, pooled, base.image_size)
     finally:
         for adapter, _ in gated:
             adapter.gate = None
