@@ -179,7 +179,8 @@ def sample(
     model = load_base(base, device, dtype, compile)
     settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "token_temperature": token_temperature,
                 "negative_prompt": negative_prompt,
-                "base_id": model.model_id()}
+                "base_id": model.model_id(),
+                "compiled": compile}  # compiled G may flip a token here and there (float rounding)
     if adapter is not None and subject is not None:
         theta_s, meta_s = adapters.load(adapter, model)
         theta_c, meta_c = adapters.load(subject, model)

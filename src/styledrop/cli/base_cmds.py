@@ -156,7 +156,8 @@ def generate(
             return
     settings = {"steps": steps, "guidance": guidance, "token_temperature": token_temperature,
                 "negative_prompt": negative_prompt,
-                "base": str(model.path), "base_id": model.model_id()}
+                "base": str(model.path), "base_id": model.model_id(),
+                "compiled": compile}  # compiled G may flip a token here and there (float rounding)
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(prompts)]
     write_images(out, images, rows)
     err.print(f"wrote {len(images)} images to {out} ({len(images) / (time.time() - t):.1f} images/s)")
