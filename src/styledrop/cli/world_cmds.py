@@ -140,12 +140,12 @@ def demo(
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
           token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=TrainConfig.lr, batch=8, rank=8,
-          adapter="bottleneck", seed=0, base=base, device=None, dtype=None)
+          adapter="bottleneck", seed=0, base=base, device=None, dtype=None, compile=False)
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,
            prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=12,
            lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B, token_temperature=SampleConfig.token_temperature,
-           negative_prompt="", gamma=0.5, compose="two-theta", base=base, device=None, dtype=None)
+           negative_prompt="", gamma=0.5, compose="two-theta", base=base, device=None, dtype=None, compile=False)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
     wanted = [c for c in contents for _ in range(2)]
