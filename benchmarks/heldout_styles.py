@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--reference-content", default="house")
     ap.add_argument("--pose", default="random", choices=world.POSES, help="pose of the reference picture")
     ap.add_argument("--styles", nargs="*", default=list(world.HELDOUT_STYLES))
+    ap.add_argument("--token", default=None, help="caption the style 'in TOKEN style' (e.g. '[v]') instead of by "
+                    "its descriptor: with a style G knows, the adapter must still learn it from the picture")
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
     args = ap.parse_args()
@@ -43,7 +45,7 @@ def main():
     report = {}
     for style in args.styles:
         ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
-        descriptor = "in " + world.STYLES[style].descriptor
+        descriptor = f"in {args.token} style" if args.token else "in " + world.STYLES[style].descriptor
         caption = f"{world.caption(args.reference_content, None)} {descriptor}"
         t = time.time()
         theta = train_adapter(base, [ref], caption, adapters.AdapterConfig(args.kind, args.rank),
