@@ -14,7 +14,7 @@ from styledrop.world import sample
 
 from .tiny import tiny_base
 
-pytestmark = pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on the CPU needs a C++ compiler")
+needs_compiler = pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on the CPU needs a C++ compiler")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,7 @@ def _both(eager, compiled, ids, prompt="a fish"):
             tr.logits(compiled.net, ids, h, p, compiled.image_size))
 
 
+@needs_compiler
 @pytest.mark.parametrize("kind", ["bottleneck", "lora"])
 def test_compiled_g_sees_adapters_attached_after_compiling(folder, kind):
     eager, compiled = MuseBase.load(folder), MuseBase.load(folder).compile()
@@ -59,6 +60,7 @@ def test_compiled_g_sees_adapters_attached_after_compiling(folder, kind):
     assert torch.allclose(b4, b, atol=1e-5)
 
 
+@needs_compiler
 def test_adapter_trained_on_compiled_g_matches_eager(folder):
     images = [sample(0, 0, [("house", "lava")]).image]
     cfg, acfg = TrainConfig(steps=6, batch=4), adapters.AdapterConfig("bottleneck", 4)
@@ -67,3 +69,10 @@ def test_adapter_trained_on_compiled_g_matches_eager(folder):
     assert any(v.abs().max() > 0 for k, v in runs[1].items() if "up.weight" in k)  # it did learn
     for k in runs[0]:
         assert torch.allclose(runs[0][k], runs[1][k], atol=1e-4), k
+
+
+def test_compile_without_a_cpp_compiler_is_a_clear_error(cli, folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code, _, err = cli("generate", "--prompt", "a fish", "--n", 1, "--out", tmp_path / "out", "--base", folder,
+                       "--compile")
+    assert code == 2 and "C++ compiler" in err and not (tmp_path / "out").exists()

@@ -136,13 +136,6 @@ def _matmul(size: int = 2048):
     return (lambda: a @ b), 2 * size**3
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matmul rate (FLOP/s) at the current thread count."""
-    fn, flops = _matmul(size)
-    t, _ = _timed(fn, repeats)
-    return flops / t
-
-
 def bench_training(base, batch: int = 8, steps: int = 10, kind: str = "bottleneck") -> dict:
     """One adapter-training step: ours (VQ tokens and text embeddings cached before the loop; G as
     ``base.net``, compiled after ``base.compile()``) vs the train_amused.py way (both recomputed every step,
