@@ -28,7 +28,7 @@ def test_interval_is_a_t_interval_over_seeds():
 def test_report_command(cli, base, tmp_path):
     out = tmp_path / "report.html"
     code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--prompts", 2,
-                            "--per-prompt", 2, "--seeds", 2, "--json", "--base", base.path)
+                            "--per-prompt", 2, "--seeds", 2, "--json", "--base", base.path, "--token", "[v]")
     assert code == 0, err
     table = json.loads(stdout)["table"]
     assert {"base", "round 1", "round 2 CLIP", "round 2 random"} <= set(table)
@@ -39,10 +39,12 @@ def test_report_command(cli, base, tmp_path):
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 1 + len(table) and "<svg" in page
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
+    assert "in [v] style" in page  # --token replaces the style's descriptor in every caption
     # bad input: unknown style, no seeds to make an interval, non-html output; nothing written
     assert cli("report", "--style", "plaid", "--out", tmp_path / "a.html", "--base", base.path)[0] == 2
     assert cli("report", "--style", "lava", "--seeds", 1, "--out", tmp_path / "b.html", "--base", base.path)[0] == 2
-    assert not (tmp_path / "a.html").exists() and not (tmp_path / "b.html").exists()
+    assert cli("report", "--style", "lava", "--token", " ", "--out", tmp_path / "c.html", "--base", base.path)[0] == 2
+    assert not any((tmp_path / f).exists() for f in ("a.html", "b.html", "c.html"))
 
     if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")

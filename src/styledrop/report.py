@@ -45,6 +45,7 @@ class ReportConfig:
     lambda_a: float = DEFAULT_LAMBDA_A
     lambda_b: float = DEFAULT_LAMBDA_B
     sample_steps: int = 12
+    token: str | None = None  # caption the style "in TOKEN style" (e.g. "[v]") instead of by its descriptor
 
     def __post_init__(self):
         if self.style not in world.STYLES:
@@ -53,6 +54,8 @@ class ReportConfig:
             raise ValueError(f"unknown content {self.reference_content!r}; one of: {', '.join(world.CONTENTS)}")
         if self.seeds < 2:
             raise ValueError("an interval over seeds needs --seeds 2 or more")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("--token must not be empty (e.g. '[v]')")
 
 
 def interval(per_seed: np.ndarray, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
@@ -67,7 +70,7 @@ def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
     """Train round 1, round 2 three ways, evaluate all five rows. ``progress(message)`` narrates."""
     say = progress or (lambda message: None)
     reference = world.sample(0, 0, [(cfg.reference_content, cfg.style)]).image
-    descriptor = "in " + world.STYLES[cfg.style].descriptor
+    descriptor = f"in {cfg.token} style" if cfg.token else "in " + world.STYLES[cfg.style].descriptor
     meta = {"style": descriptor, "caption": caption_for(world.caption(cfg.reference_content, None), descriptor)}
     train_cfg = TrainConfig(steps=cfg.steps)
     adapter_cfg = adapters.AdapterConfig()

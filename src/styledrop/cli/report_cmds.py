@@ -27,6 +27,9 @@ def report(
     seeds: int = typer.Option(4, help="Evaluation seeds per content (the intervals are over these)."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
+    token: Optional[str] = typer.Option(None, help="Caption the style 'in TOKEN style' (e.g. '\\[v]') instead of by "
+                                        "its descriptor: with a pretraining style, the adapter must still learn it "
+                                        "from the picture."),
     as_json: bool = typer.Option(False, "--json", help="Also print the table as JSON on stdout."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -39,12 +42,13 @@ def report(
     from ..report import ReportConfig, build, render_html
     try:
         cfg = ReportConfig(style=style, reference_content=reference_content, steps=steps, prompts=prompts,
-                           per_prompt=per_prompt, seeds=seeds, lambda_a=lambda_a, lambda_b=lambda_b)
+                           per_prompt=per_prompt, seeds=seeds, lambda_a=lambda_a, lambda_b=lambda_b,
+                           token=token)
     except ValueError as e:
         fail(str(e))
     if out.suffix.lower() not in (".html", ".htm"):
         fail(f"--out should be an .html file, got {out}")
-    if style not in world.HELDOUT_STYLES:
+    if style not in world.HELDOUT_STYLES and not token:
         err.print(f"note: {style} was seen in pretraining; the paper's question is about unseen styles "
                   f"({', '.join(world.HELDOUT_STYLES)})")
     t = time.time()
