@@ -42,7 +42,7 @@ def main():
     base, oracles = MuseBase.load(args.base), Oracles.load()
     subject_images = [world.sample(i, 0, [(args.subject, s)]).image for i, s in enumerate(SUBJECT_STYLES)]
     style_ref = world.sample(0, 0, [("house", args.style)]).image
-    descriptor = "in " + world.STYLES[args.style].descriptor
+    descriptor = world.style_phrase(args.style)
     t = time.time()
     cfg = adapters.AdapterConfig()
     style = train_adapter(base, [style_ref], f"a house {descriptor}", cfg, TrainConfig(steps=args.steps))

@@ -45,7 +45,7 @@ def main():
     report = {}
     for style in args.styles:
         ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
-        descriptor = f"in {args.token} style" if args.token else "in " + world.STYLES[style].descriptor
+        descriptor = world.style_phrase(style, args.token)
         caption = f"{world.caption(args.reference_content, None)} {descriptor}"
         t = time.time()
         theta = train_adapter(base, [ref], caption, adapters.AdapterConfig(args.kind, args.rank),

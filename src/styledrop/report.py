@@ -70,7 +70,7 @@ def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
     """Train round 1, round 2 three ways, evaluate all five rows. ``progress(message)`` narrates."""
     say = progress or (lambda message: None)
     reference = world.sample(0, 0, [(cfg.reference_content, cfg.style)]).image
-    descriptor = f"in {cfg.token} style" if cfg.token else "in " + world.STYLES[cfg.style].descriptor
+    descriptor = world.style_phrase(cfg.style, cfg.token)
     meta = {"style": descriptor, "caption": caption_for(world.caption(cfg.reference_content, None), descriptor)}
     train_cfg = TrainConfig(steps=cfg.steps)
     adapter_cfg = adapters.AdapterConfig()

@@ -97,7 +97,7 @@ def train(
     else:
         if style and token:
             fail("give --style or --token, not both")
-        descriptor = style or (f"in {token} style" if token else None)
+        descriptor = style or (world.style_phrase(token=token) if token else None)
         if not descriptor:
             fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
         caption = caption_for(content, descriptor)

@@ -135,7 +135,7 @@ def demo(
         return
     ref = world.sample(0, 0, [("house", style)])
     save_png(out / "reference.png", ref.image)
-    descriptor = "in " + world.STYLES[style].descriptor
+    descriptor = world.style_phrase(style)
     err.print(f"reference: {out / 'reference.png'} (a house {descriptor})")
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,

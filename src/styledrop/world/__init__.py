@@ -55,6 +55,12 @@ def caption(content: str, style: str | None, template: int = 0) -> str:
     return t.format(a=article(content), content=content, descriptor=STYLES[style].descriptor)
 
 
+def style_phrase(style: str | None = None, token: str | None = None) -> str:
+    """What a style caption puts after the content: "in molten lava style" for a world style, or
+    "in [v] style" for a rare token standing for a style the adapter learns from its picture."""
+    return f"in {token} style" if token else "in " + STYLES[style].descriptor
+
+
 def style_caption(style: str) -> str:
     """A style-only caption, used to ask CLIP "which style is this?"."""
     return STYLE_ONLY_TEMPLATE.format(descriptor=STYLES[style].descriptor)
