@@ -11,7 +11,7 @@ from styledrop.io import UserError
 from styledrop.muse import transformer as tr
 from styledrop.muse.sampler import guided_logits_fn
 
-from .tiny import tiny_base
+from .tiny import randomised, tiny_base
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +24,6 @@ def _logits(base, ids, prompt="a fish"):
     return tr.logits(base.transformer, ids, h, p, base.image_size)
 
 
-def _randomise(adapter):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in adapter.parameters():
-            p.normal_(0, 0.5)
-    return adapter
-
-
 @pytest.mark.parametrize("kind", ["bottleneck", "shared", "lora"])
 def test_new_adapter_leaves_g_unchanged(base, kind):
     ids = torch.randint(0, base.mask_id + 1, (2, base.grid**2))
@@ -39,7 +31,7 @@ def test_new_adapter_leaves_g_unchanged(base, kind):
     a = adapters.build(adapters.AdapterConfig(kind, 4), base.transformer).attach(base.transformer)
     try:
         assert torch.allclose(_logits(base, ids), before, atol=1e-6)
-        _randomise(a)
+        randomised(a)
         assert not torch.allclose(_logits(base, ids), before, atol=1e-3)
     finally:
         a.detach()
@@ -72,7 +64,7 @@ def test_adapter_is_under_one_percent_of_a_base_sized_g(kind, rank):
 
 @pytest.mark.parametrize("kind", ["bottleneck", "lora"])
 def test_batched_guidance_equals_separate_forwards(base, kind):
-    a = _randomise(adapters.build(adapters.AdapterConfig(kind, 4), base.transformer))
+    a = randomised(adapters.build(adapters.AdapterConfig(kind, 4), base.transformer))
     a.attach(base.transformer)
     try:
         ids = torch.randint(0, base.mask_id + 1, (3, base.grid**2))

@@ -12,7 +12,7 @@ from styledrop.muse.base import MuseBase
 from styledrop.train import TrainConfig, train_adapter
 from styledrop.world import sample
 
-from .tiny import tiny_base
+from .tiny import randomised, tiny_base
 
 needs_compiler = pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on the CPU needs a C++ compiler")
 
@@ -20,13 +20,6 @@ needs_compiler = pytest.mark.skipif(not shutil.which("g++"), reason="torch.compi
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tiny_base(tmp_path_factory.mktemp("tiny")).path
-
-
-def _randomise(adapter, seed=0):
-    torch.manual_seed(seed)
-    for p in adapter.parameters():
-        p.data.normal_(0, 0.05)
-    return adapter
 
 
 @torch.no_grad()
@@ -44,7 +37,7 @@ def test_compiled_g_sees_adapters_attached_after_compiling(folder, kind):
     ids = torch.randint(0, eager.mask_id + 1, (4, eager.grid**2))
     a, b = _both(eager, compiled, ids)  # compiled first without any adapter
     assert torch.allclose(a, b, atol=1e-4)
-    theta = _randomise(adapters.build(adapters.AdapterConfig(kind, 4), eager.transformer))
+    theta = randomised(adapters.build(adapters.AdapterConfig(kind, 4), eager.transformer), std=0.05)
     theta_c = adapters.build(adapters.AdapterConfig(kind, 4), compiled.transformer)
     theta_c.load_state_dict(theta.state_dict())
     with adapters.attached(theta, eager.transformer), adapters.attached(theta_c, compiled.transformer):

@@ -22,6 +22,15 @@ TINY = PretrainConfig(
 )
 
 
+def randomised(adapter, std: float = 0.5, seed: int = 0):
+    """An adapter with random weights (a new one has W_up = 0 and changes nothing)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.normal_(0, std)
+    return adapter
+
+
 def tiny_base(root: Path):
     return pretrain(TINY, root / "base", root / "work")
 
