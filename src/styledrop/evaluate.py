@@ -94,8 +94,10 @@ def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48
 
 @torch.no_grad()
 def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = "pretrain") -> dict:
-    """PSNR and oracle accuracy on VQ reconstructions of fresh images of one split."""
-    samples = world.batch(n, seed, world.pairs(split))
+    """PSNR and oracle accuracy on VQ reconstructions of fresh images of one split
+    (or ``split="space"``: pretraining contents in the style space; its style accuracy means nothing)."""
+    choices = world.choose_pairs("pretrain", world.SPACE) if split == "space" else world.pairs(split)
+    samples = world.batch(n, seed, choices)
     x = to_tensor([s.image for s in samples])
     recon = torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + 128])) for i in range(0, n, 128)])
     mse = ((recon - x) / 2).pow(2).mean().item()

@@ -21,27 +21,35 @@ from .common import app, err, fail, jsonl, oracle_app, png_bytes, progress_bar
 def world_cmd(
     out: Path = typer.Option(..., help="Folder to write the PNGs, metadata.jsonl and grid.png into."),
     n: int = typer.Option(64, help="Number of images."),
-    style: Optional[str] = typer.Option(None, help=f"Only this style. One of: {', '.join(world.STYLE_NAMES)}."),
+    style: Optional[str] = typer.Option(None, help=f"Only this style. One of: {', '.join(world.STYLE_NAMES)}, "
+                                               f"or {world.SPACE} (a look drawn per picture from the style space)."),
+    look: Optional[str] = typer.Option(None, help="Paint every picture in this style-space look, e.g. "
+                                                  "'with red and white dotted fill, a thick black outline, on blue'."),
     content: Optional[str] = typer.Option(None, help=f"Only this content. One of: {', '.join(world.CONTENTS)}."),
     split: Optional[str] = typer.Option(None, help=f"Only pairs of this split. One of: {', '.join(world.SPLITS)}."),
     seed: int = typer.Option(0, help="Same seed, same images, byte for byte."),
 ):
-    """Render captioned toy-world pictures (with ground truth) into a folder."""
+    """Render captioned toy-world pictures (with ground truth) into a folder.
+
+    Example: styledrop world --n 16 --style space --out runs/space"""
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
     try:
-        choices = world.choose_pairs(split, style, content)
+        chosen = world.space.parse_look(look) if look is not None else None
+        if chosen is not None and style not in (None, world.SPACE):
+            raise ValueError(f"--look paints the style space: it cannot be combined with --style {style}")
+        choices = world.choose_pairs(split, world.SPACE if chosen else style, content)
     except ValueError as e:
         fail(str(e))
     files, rows, images = {}, [], []
     with progress_bar() as bar:
         task = bar.add_task("rendering", total=n, info="")
         for i in range(n):
-            s = world.sample(i, seed, choices)
+            s = world.sample(i, seed, choices) if chosen is None else world.sample_look(i, seed, choices, chosen)
             name = f"{i:05d}.png"
             files[name] = png_bytes(s.image)
             rows.append({"file": name, "caption": s.caption, "content": s.content, "style": s.style,
-                         "split": s.split})
+                         "split": s.split} | ({"look": s.look} if s.look else {}))
             images.append(s.image)
             bar.advance(task)
     files["metadata.jsonl"] = jsonl(rows)

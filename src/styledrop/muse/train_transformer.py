@@ -68,8 +68,7 @@ def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: 
     varied_choices = [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS]
 
     def picture(k):
-        is_varied = int((k + 1) * varied) > int(k * varied)
-        return world.sample(k, seed, varied_choices if is_varied else choices, pose)
+        return world.mixed_sample(k, seed, choices, varied_choices, varied, pose)
 
     tokens, meta = [], []
     for i in range(0, n, batch):

@@ -1,8 +1,9 @@
-"""Stage 1 of pretraining: the VQ tokenizer, on pretraining-split renders of the toy world."""
+"""Stage 1 of pretraining: the VQ tokenizer, on pretraining-split renders of the toy world
+(named pretraining styles and, for v2, the style space; never a held-out style)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +24,14 @@ class VQTrainConfig:
     code_dim: int = 32
     codebook_size: int = 1024
     levels: int = 3  # 8x8 tokens of 8x8 px: G models 64 tokens, each one joint code (see README)
+    num_res_blocks: int = 2
+    space: float = 0.0  # fraction of pictures from the style space (world.SPACE); 0 = the v1 tokenizer's data
     seed: int = 1
+
+    def recipe(self) -> dict:
+        """What makes a run (more steps may continue one); ``space``/``num_res_blocks`` only when not v1's."""
+        r = {k: v for k, v in asdict(self).items() if k != "steps"}
+        return {k: v for k, v in r.items() if not ((k == "space" and v == 0) or (k == "num_res_blocks" and v == 2))}
 
 
 def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -40,13 +48,14 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> Tin
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size,
-                     levels=cfg.levels)
+                     levels=cfg.levels, num_res_blocks=cfg.num_res_blocks)
     opt = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, weight_decay=0.0)
-    choices = world.pairs("pretrain")
+    choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
     usage = torch.zeros(cfg.codebook_size)
 
     def step(i):
-        imgs = [world.sample(i * cfg.batch + k, cfg.seed, choices).image for k in range(cfg.batch)]
+        imgs = [world.mixed_sample(i * cfg.batch + k, cfg.seed, choices, space, cfg.space).image
+                for k in range(cfg.batch)]
         x = _colour_shuffle(to_tensor(imgs), g)
         x_hat, vq_loss, idx = vq(x)
         rec = F.mse_loss(x_hat, x) + 0.5 * F.l1_loss(x_hat, x)
@@ -61,7 +70,7 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> Tin
             usage.zero_()
         return out
 
-    stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress)
+    stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress, recipe=cfg.recipe())
     return vq.eval()
 
 

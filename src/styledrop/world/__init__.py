@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from . import space
 from .shapes import SHAPES
 from .styles import SIZE, STYLES, Canvas, varied
 
@@ -25,6 +26,7 @@ HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")
 PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
 PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
 VARIED = "varied"  # not a style: a random rendering per picture (styles.varied), captioned by content only
+SPACE = "space"  # not a style: a look drawn per picture from the style space (space.py), named in its caption
 _PAINTERS = {name: s.paint for name, s in STYLES.items()} | {VARIED: varied}
 SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
 
@@ -39,6 +41,8 @@ CAPTION_TEMPLATES = (
     "an image of {a} {content}, {descriptor}",
 )
 CONTENT_ONLY_TEMPLATES = ("{a} {content}", "a picture of {a} {content}")
+# style-space captions: the look's descriptor ("with red fill, on blue"), or content only one time in four
+LOOK_TEMPLATES = ("{a} {content} {look}", "a picture of {a} {content} {look}", None, "an image of {a} {content}, {look}")
 STYLE_ONLY_TEMPLATE = "a picture in {descriptor}"
 
 
@@ -55,6 +59,14 @@ def caption(content: str, style: str | None, template: int = 0) -> str:
     return t.format(a=article(content), content=content, descriptor=STYLES[style].descriptor)
 
 
+def look_caption(content: str, look: str, template: int = 0) -> str:
+    """Caption of a style-space picture whose look has the descriptor ``look``."""
+    t = LOOK_TEMPLATES[template % len(LOOK_TEMPLATES)]
+    if t is None:
+        return caption(content, None, template)
+    return t.format(a=article(content), content=content, look=look)
+
+
 def style_phrase(style: str | None = None, token: str | None = None) -> str:
     """What a style caption puts after the content: "in molten lava style" for a world style, or
     "in [v] style" for a rare token standing for a style the adapter learns from its picture."""
@@ -68,7 +80,7 @@ def style_caption(style: str) -> str:
 
 def split_of(content: str, style: str) -> str:
     hs, hc = style in HELDOUT_STYLES, content in HELDOUT_CONTENTS
-    if style == VARIED:
+    if style in (VARIED, SPACE):
         return "heldout_content" if hc else "pretrain"
     if hs and hc:
         return "heldout_both"
@@ -112,11 +124,13 @@ def _mask(content: str, rng: np.random.Generator, pose: str = "random") -> np.nd
     return img.resize((SIZE, SIZE), Image.Resampling.BOX)
 
 
-def render(content: str, style: str, rng: np.random.Generator, pose: str = "random") -> np.ndarray:
-    """One (H, W, 3) uint8 picture of ``content`` in ``style``; ``pose`` is one of POSES."""
+def render(content: str, style: str, rng: np.random.Generator, pose: str = "random",
+           look: space.Look | None = None) -> np.ndarray:
+    """One (H, W, 3) uint8 picture of ``content`` in ``style``; ``pose`` is one of POSES.
+    ``style=SPACE`` paints ``look`` (one of the style space's looks)."""
     if content not in SHAPES:
         raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
-    if style not in _PAINTERS:
+    if style not in _PAINTERS and not (style == SPACE and look is not None):
         raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
     if pose not in POSES:
         raise ValueError(f"unknown pose {pose!r}; expected one of {', '.join(POSES)}")
@@ -126,7 +140,7 @@ def render(content: str, style: str, rng: np.random.Generator, pose: str = "rand
     grow5 = np.asarray(mask.filter(ImageFilter.MaxFilter(5)), np.float32) / 255
     shrink = np.asarray(mask.filter(ImageFilter.MinFilter(3)), np.float32) / 255
     canvas = Canvas(rng=rng, fill=fill, edge=grow3 - fill, thick=np.clip(grow5 - shrink, 0, 1))
-    rgb = _PAINTERS[style](canvas)
+    rgb = space.paint(canvas, look) if style == SPACE else _PAINTERS[style](canvas)
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -137,6 +151,7 @@ class Sample:
     style: str
     caption: str
     split: str
+    look: str | None = None  # the style-space descriptor, for style SPACE
 
 
 def sample(index: int, seed: int, choices: list[tuple[str, str]], pose: str = "random") -> Sample:
@@ -148,18 +163,45 @@ def sample(index: int, seed: int, choices: list[tuple[str, str]], pose: str = "r
     rng = np.random.default_rng([seed, index])
     content, style = choices[rng.integers(len(choices))]
     template = int(rng.integers(len(CAPTION_TEMPLATES)))
+    if style == SPACE:
+        return _look_sample(rng, content, space.draw_look(rng), template, pose)
     image = render(content, style, rng, pose)
     return Sample(image, content, style, caption(content, style, template), split_of(content, style))
 
 
+def sample_look(index: int, seed: int, choices: list[tuple[str, str]], look: space.Look,
+                pose: str = "random") -> Sample:
+    """Like ``sample``, but every picture in the one style-space ``look`` (its contents from ``choices``)."""
+    rng = np.random.default_rng([seed, index])
+    content, _ = choices[rng.integers(len(choices))]
+    return _look_sample(rng, content, look, int(rng.integers(len(CAPTION_TEMPLATES))), pose)
+
+
+def _look_sample(rng, content: str, look: space.Look, template: int, pose: str) -> Sample:
+    image = render(content, SPACE, rng, pose, look)
+    return Sample(image, content, SPACE, look_caption(content, look.descriptor, template),
+                  split_of(content, SPACE), look.descriptor)
+
+
+def mixed_sample(index: int, seed: int, choices: list[tuple[str, str]], extra: list[tuple[str, str]],
+                 fraction: float, pose: str = "random") -> Sample:
+    """Picture ``index`` of a stream in which a ``fraction`` of the pictures, spread evenly, come from
+    ``extra`` (e.g. the style space) and the rest from ``choices``."""
+    from_extra = int((index + 1) * fraction) > int(index * fraction)
+    return sample(index, seed, extra if from_extra else choices, pose)
+
+
 def choose_pairs(split: str | None = None, style: str | None = None, content: str | None = None):
-    """The pairs matching optional filters; raises ValueError naming valid values."""
-    if style is not None and style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)}")
+    """The pairs matching optional filters (``style=SPACE``: each content in the style space);
+    raises ValueError naming valid values."""
+    if style is not None and style not in STYLES and style != SPACE:
+        raise ValueError(f"unknown style {style!r}; expected one of {', '.join(STYLE_NAMES)} or {SPACE}")
     if content is not None and content not in SHAPES:
         raise ValueError(f"unknown content {content!r}; expected one of {', '.join(CONTENTS)}")
+    pool = pairs(split) if style != SPACE else [
+        (c, SPACE) for c in CONTENTS if split is None or split_of(c, SPACE) == split]
     chosen = [
-        (c, s) for c, s in pairs(split)
+        (c, s) for c, s in pool
         if (style is None or s == style) and (content is None or c == content)
     ]
     if not chosen:

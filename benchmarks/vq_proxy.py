@@ -1,0 +1,49 @@
+"""A short VQ run on the style-space data, for choosing the v2 tokenizer (docs/experiments.md, tokenizer).
+
+    python benchmarks/vq_proxy.py --steps 800 --levels 2 --channels 48 --codebook 1024 --space 0.5 --threads 1
+
+Prints JSON: the config, seconds per step, and PSNR / oracle scores on fresh renders of each split.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from styledrop.evaluate import evaluate_vq
+from styledrop.muse.train_vq import VQTrainConfig, train_vq
+from styledrop.oracle import Oracles
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--levels", type=int, default=3)
+    ap.add_argument("--channels", type=int, default=48)
+    ap.add_argument("--code-dim", type=int, default=32)
+    ap.add_argument("--codebook", type=int, default=1024)
+    ap.add_argument("--res-blocks", type=int, default=2)
+    ap.add_argument("--space", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-eval", type=int, default=96)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = VQTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, channels=args.channels,
+                        code_dim=args.code_dim, codebook_size=args.codebook, levels=args.levels,
+                        num_res_blocks=args.res_blocks, space=args.space)
+    t = time.time()
+    vq = train_vq(cfg)
+    sec = (time.time() - t) / args.steps
+    oracles = Oracles.load()
+    out = {"config": cfg.recipe(), "steps": args.steps, "s_per_step": round(sec, 3),
+           "params_M": round(sum(p.numel() for p in vq.parameters()) / 1e6, 2)}
+    for split in ("pretrain", "heldout_style", "space"):
+        out[split] = {k: round(v, 3) for k, v in evaluate_vq(vq, oracles, args.n_eval, 7, split).items()}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

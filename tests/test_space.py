@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from styledrop import world
+from styledrop.world import space
+
+
+def _space(n, seed=0):
+    return [world.sample(i, seed, world.choose_pairs("pretrain", world.SPACE)) for i in range(n)]
+
+
+def test_style_space_is_seeded_captioned_by_its_factors_and_varied():
+    a, b = _space(40), _space(40)
+    assert all(x.image.tobytes() == y.image.tobytes() and x.caption == y.caption for x, y in zip(a, b))
+    looks = {s.look for s in a}
+    assert len(looks) == 40  # a new look per picture
+    for s in a:
+        assert s.split == "pretrain" and s.style == world.SPACE
+        assert space.parse_look(s.look).descriptor == s.look  # the caption names factors that can be read back
+        assert s.caption.startswith(("a ", "an ")) and s.content in s.caption
+        assert s.look in s.caption or s.caption in (world.caption(s.content, None, t) for t in range(2))
+    assert any(s.look not in s.caption for s in a)  # content-only captions are kept too
+    means = np.stack([s.image.reshape(-1, 3).mean(0) for s in a])
+    assert means.std(0).min() > 20  # the palette really varies
+
+
+def test_a_look_renders_what_its_descriptor_says():
+    look = space.parse_look("with red fill, a thick navy outline, on blue")
+    s = world.sample_look(0, 0, [("house", world.SPACE)], look)
+    assert s.look == look.descriptor and s.content == "house"
+    img = s.image.reshape(-1, 3).astype(int)
+    red, blue = np.array(space.COLOURS["red"]) * 255, np.array(space.COLOURS["blue"]) * 255
+    near = lambda c: (np.abs(img - c).sum(1) < 60).mean()  # noqa: E731
+    assert near(blue) > 0.3 and near(red) > 0.05  # a blue ground, a red object
+
+
+def test_no_drawn_look_imitates_a_held_out_style():
+    for s in _space(300, seed=3):
+        look = space.parse_look(s.look)
+        assert space.too_close(look) is None
+        assert look.background not in space.HELDOUT_GROUNDS
+
+
+@pytest.mark.parametrize("text, message", [
+    ("with magenta fill, on blue", "unknown fill 'magenta'"),
+    ("with red and blue wavy fill, on teal", "unknown fill texture 'wavy'"),
+    ("with red fill on blue", "cannot read the look"),
+    ("with red fill, on blue, sparkly", "unknown effect 'sparkly'"),
+    ("with blue fill, a thick black outline, on yellow", "held-out style pop_art"),
+    ("with red and orange mottled fill, on navy", "held-out style lava"),
+])
+def test_bad_looks_are_refused_naming_the_problem(text, message):
+    with pytest.raises(ValueError, match=message):
+        space.parse_look(text)
