@@ -108,6 +108,14 @@ def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = 
         **scores}
 
 
+def space_heldout_fraction(oracles: Oracles, n: int = 2000, seed: int = 11) -> dict:
+    """Fraction of style-space renders (every content) that the style oracle calls a held-out style."""
+    samples = world.batch(n, seed, world.choose_pairs(style=world.SPACE))
+    called = [p["style"] for p in oracles.classify([s.image for s in samples])]
+    by_style = {s: float(np.mean([c == s for c in called])) for s in world.HELDOUT_STYLES}
+    return {"heldout_fraction": float(sum(by_style.values())), "by_style": by_style, "n": n}
+
+
 def style_prompt(content_prompt: str, descriptor: str) -> str:
     """Append the style descriptor to a prompt unless the user already wrote it."""
     if descriptor and descriptor.lower() not in content_prompt.lower():

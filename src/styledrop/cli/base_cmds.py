@@ -69,12 +69,16 @@ def pretrain(
     g_varied: float = typer.Option(None, min=0.0, max=1.0,
                                    help="Fraction of G's images in a random rendering, captioned by content only "
                                         "(default 0, the shipped base)."),
+    recipe: str = typer.Option("v1", help="v1: the shipped base; v2: VQ and CLIP that have seen the style space "
+                                          "(pretrained_stages/ holds its finished stages)."),
     stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
     threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
     reuse: Optional[Path] = typer.Option(None, help="Folder of finished stages (vqvae/, tokenizer/, clip/) to start "
                                          "from, e.g. pretrained_stages/ in this repository."),
 ):
-    """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G."""
+    """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G.
+
+    Example: nohup styledrop pretrain --recipe v2 --stage vq --work runs/pretrain_v2 > runs/vq.log 2>&1 &"""
     from dataclasses import replace
 
     from ..muse.base import DEFAULT_BASE
@@ -90,7 +94,10 @@ def pretrain(
         if not reuse.is_dir():
             fail(f"--reuse folder not found: {reuse}")
         err.print(f"reusing finished stages from {reuse}: {', '.join(seed_work(work, reuse)) or 'none needed'}")
-    cfg = PretrainConfig()
+    try:
+        cfg = PretrainConfig.preset(recipe)
+    except ValueError as e:
+        fail(str(e))
     if vq_steps:
         cfg = replace(cfg, vq=replace(cfg.vq, steps=vq_steps))
     if clip_steps:

@@ -136,15 +136,7 @@ class MuseBase:
         try:
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
             text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
-            vq_cls = json.loads((path / "vqvae" / "config.json").read_text()).get("_class_name", "VQModel")
-            # aMUSEd's VQ-GAN overflows to NaN in float16 (its model card says so): it alone stays fp32 then
-            vq_dtype = torch.float32 if dtype == torch.float16 else dtype
-            if vq_cls == "TinyVQModel":
-                vq = TinyVQModel.from_pretrained(path / "vqvae", torch_dtype=vq_dtype)
-            elif vq_cls == "VQModel":
-                vq = DiffusersVQ(VQModel.from_pretrained(path / "vqvae", torch_dtype=vq_dtype))
-            else:
-                raise UserError(f"{path / 'vqvae'}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
+            vq = load_vq(path / "vqvae", dtype)
             transformer = load_transformer(path / "transformer", dtype)
             sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         except UserError:
@@ -159,6 +151,18 @@ class MuseBase:
         base.vq.to(device)
         base.transformer.to(device)
         return base.eval()
+
+
+def load_vq(folder: Path, dtype=torch.float32):
+    """The VQ tokenizer of a ``vqvae/`` folder: ours (TinyVQModel) or diffusers' VQModel, by its config."""
+    vq_cls = json.loads((folder / "config.json").read_text()).get("_class_name", "VQModel")
+    # aMUSEd's VQ-GAN overflows to NaN in float16 (its model card says so): it alone stays fp32 then
+    vq_dtype = torch.float32 if dtype == torch.float16 else dtype
+    if vq_cls == "TinyVQModel":
+        return TinyVQModel.from_pretrained(folder, torch_dtype=vq_dtype)
+    if vq_cls == "VQModel":
+        return DiffusersVQ(VQModel.from_pretrained(folder, torch_dtype=vq_dtype))
+    raise UserError(f"{folder}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
 
 
 def check_layout(path: Path) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ..io import load_tensors, save_tensors, write_json
+from ..io import load_tensors, read_json, save_tensors, write_json
 from . import transformer as tr
+from .stages import check_recipe
 from .base import MuseBase, load_transformer
 from .text import build_tokenizer
 from .train_clip import ClipTrainConfig, train_clip
@@ -31,8 +32,16 @@ class PretrainConfig:
     clip: ClipTrainConfig = field(default_factory=ClipTrainConfig)
     transformer: TransformerTrainConfig = field(default_factory=TransformerTrainConfig)
 
+    @classmethod
+    def preset(cls, name: str) -> "PretrainConfig":
+        """``v1``: the shipped base; ``v2``: encoders that have seen the style space (pretrained_stages/)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown recipe {name!r}; expected one of {', '.join(PRESETS)}")
+        return PRESETS[name]
+
 
 STAGES = ("vq", "clip", "transformer")
+STAGE_RECIPE = "styledrop_stage.json"  # in a finished stage folder: the recipe that made it
 
 
 def seed_work(work: Path, reuse: Path) -> list[str]:
@@ -59,15 +68,18 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
         return (lambda i, n, losses: progress(stage, i, n, losses)) if progress else None
 
     vq_dir = work / "vqvae"
-    if only in (None, "vq") and not (vq_dir / "config.json").is_file():
-        train_vq(cfg.vq, work / "vq.ckpt.safetensors", tick("vq")).save_pretrained(vq_dir)
+    if only in (None, "vq") and not finished(vq_dir, cfg.vq.recipe()):
+        save_stage(train_vq(cfg.vq, work / "vq.ckpt.safetensors", tick("vq")), vq_dir, cfg.vq.recipe())
     tok_dir, clip_dir = work / "tokenizer", work / "clip"
-    if only in (None, "clip") and not (clip_dir / "config.json").is_file():
-        tokenizer = build_tokenizer()
+    if only in (None, "clip") and not finished(clip_dir, cfg.clip.recipe()):
+        tokenizer = build_tokenizer(space=cfg.clip.space > 0)
         tokenizer.save_pretrained(tok_dir)
-        train_clip(cfg.clip, tokenizer, work / "clip.ckpt.safetensors", tick("clip")).save_pretrained(clip_dir)
+        clip = train_clip(cfg.clip, tokenizer, work / "clip.ckpt.safetensors", tick("clip"))
+        save_stage(clip, clip_dir, cfg.clip.recipe())
     if only in ("vq", "clip"):
         return None
+    finished(vq_dir, cfg.vq.recipe())
+    finished(clip_dir, cfg.clip.recipe())
 
     vq = TinyVQModel.from_pretrained(vq_dir, torch_dtype=torch.float32).eval()
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
@@ -102,6 +114,21 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     return MuseBase.load(out)
 
 
+def finished(folder: Path, recipe: dict) -> bool:
+    """Whether a stage is done in ``folder``; one made under another recipe is refused, naming what differs."""
+    if not (folder / "config.json").is_file():
+        return False
+    made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
+    check_recipe(f"finished stage {folder}", made, recipe)
+    return True
+
+
+def save_stage(model, folder: Path, recipe: dict, dtype=None) -> None:
+    """A finished stage in diffusers/transformers' folder format, with the recipe that made it."""
+    (model.to(dtype) if dtype else model).save_pretrained(folder)
+    write_json(folder / STAGE_RECIPE, {"recipe": recipe})
+
+
 def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
     """The text tower and its projection of a CLIPModel, as the CLIPTextModelWithProjection aMUSEd uses."""
     config = copy.deepcopy(clip.config.text_config)
@@ -110,3 +137,11 @@ def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
     te.text_model.load_state_dict(clip.text_model.state_dict())
     te.text_projection.load_state_dict(clip.text_projection.state_dict())
     return te.eval()
+
+
+PRESETS = {
+    "v1": PretrainConfig(),
+    # 16x16 tokens, a wider codec and 4x the codes, on half named styles / half style space (docs/experiments.md)
+    "v2": PretrainConfig(vq=VQTrainConfig(steps=12000, levels=2, channels=64, codebook_size=4096, space=0.5),
+                         clip=ClipTrainConfig(steps=3000, space=0.5)),
+}

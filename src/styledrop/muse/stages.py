@@ -22,6 +22,15 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def check_recipe(what, found: dict | None, expected: dict | None) -> None:
+    """Refuse, naming the keys that differ, something made under another recipe (none recorded: trusted)."""
+    if found is None or expected is None or found == expected:
+        return
+    changed = sorted(k for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+    raise UserError(f"{what} was made with another recipe ({', '.join(changed)} differ): "
+                    f"delete it or use another work folder")
+
+
 def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step: Callable[[int], dict],
         ckpt: Path | None = None, every: int = 200, warmup: int = 100,
         progress: Callable[[int, int, dict], None] | None = None, save: bool = True,
@@ -32,10 +41,7 @@ def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step:
     start = 0
     if ckpt is not None and Path(ckpt).is_file():
         tensors, meta = load_tensors(ckpt)
-        if recipe is not None and meta.get("recipe", recipe) != recipe:  # checkpoints without one: trusted
-            changed = sorted(k for k in set(recipe) | set(meta["recipe"]) if recipe.get(k) != meta["recipe"].get(k))
-            raise UserError(f"checkpoint {ckpt} was made with another recipe ({', '.join(changed)} differ): "
-                            f"delete it or use another work folder")
+        check_recipe(ckpt, meta.get("recipe"), recipe)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_tensors(opt, tensors)
         start = meta["step"]

@@ -11,6 +11,7 @@ import json
 import string
 import warnings
 
+import numpy as np
 import torch
 from tokenizers import pre_tokenizers, trainers
 from transformers import CLIPTokenizer
@@ -26,9 +27,13 @@ COMMON_WORDS = (
 ).split()
 
 
-def caption_corpus() -> list[str]:
-    """Every caption the world can write, plus common words and each printable character."""
+def caption_corpus(space: bool = False) -> list[str]:
+    """Every caption the world can write, plus common words and each printable character
+    (``space``: and a fixed draw of style-space captions, so each of its words is one token)."""
     lines = []
+    if space:
+        looks = [world.space.draw_look(np.random.default_rng([5, i])).descriptor for i in range(3000)]
+        lines += [world.look_caption(world.CONTENTS[i % len(world.CONTENTS)], look, i) for i, look in enumerate(looks)]
     for c, s in world.pairs():
         lines += [world.caption(c, s, t) for t in range(len(world.CAPTION_TEMPLATES))]
     for c in world.CONTENTS:
@@ -40,7 +45,7 @@ def caption_corpus() -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 1024, max_length: int = 32) -> CLIPTokenizer:
+def build_tokenizer(vocab_size: int = 1024, max_length: int = 32, space: bool = False) -> CLIPTokenizer:
     """Learn a CLIP-format BPE tokenizer on the toy world's captions (deterministic)."""
     tok = CLIPTokenizer()  # empty vocabulary; carries CLIP's normaliser and pre-tokeniser
     trainer = trainers.BpeTrainer(
@@ -49,7 +54,7 @@ def build_tokenizer(vocab_size: int = 1024, max_length: int = 32) -> CLIPTokeniz
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     backend = tok.backend_tokenizer
-    backend.train_from_iterator(caption_corpus(), trainer)
+    backend.train_from_iterator(caption_corpus(space), trainer)
     model = json.loads(backend.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=max_length)

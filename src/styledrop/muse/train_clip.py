@@ -8,7 +8,7 @@ The pair is both T for the transformer and our CLIP scorer (CLIP-T, CLIP-I).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,12 @@ class ClipTrainConfig:
     lr: float = 1e-3
     width: int = 128
     layers: int = 3
+    space: float = 0.0  # fraction of pictures from the style space (and its words in the tokenizer); 0 = v1
     seed: int = 2
+
+    def recipe(self) -> dict:
+        """What makes a run (more steps may continue one); ``space`` only when used."""
+        return {k: v for k, v in asdict(self).items() if k != "steps" and not (k == "space" and v == 0)}
 
 
 def clip_config(tokenizer, width: int = 128, layers: int = 4) -> CLIPConfig:
@@ -40,17 +45,23 @@ def clip_config(tokenizer, width: int = 128, layers: int = 4) -> CLIPConfig:
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
 
 
+def look_of(s: world.Sample) -> str:
+    """What a caption can say of a picture's style: its named style, or its style-space look."""
+    return s.look or s.style
+
+
 def _captions(samples, rng: torch.Generator):
-    """Per sample: a caption and what it pins down (content or None, style or None)."""
+    """Per sample: a caption and what it pins down (content or None, look_of or None)."""
     out = []
     for s in samples:
         r = torch.rand(1, generator=rng).item()
         if r < 0.2:
             out.append((world.caption(s.content, None, int(r * 10)), s.content, None))
         elif r < 0.4:
-            out.append((world.style_caption(s.style), None, s.style))
+            style_only = f"a picture {s.look}" if s.look else world.style_caption(s.style)
+            out.append((style_only, None, look_of(s)))
         else:
-            out.append((s.caption, s.content, s.style))
+            out.append((s.caption, s.content, None if s.look and s.look not in s.caption else look_of(s)))
     return out
 
 
@@ -59,14 +70,15 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
     g = torch.Generator().manual_seed(cfg.seed)
     model = CLIPModel(clip_config(tokenizer, cfg.width, cfg.layers))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
-    choices = world.pairs("pretrain")
+    choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
 
     def step(i):
-        samples = [world.sample(i * cfg.batch + k, cfg.seed, choices) for k in range(cfg.batch)]
+        samples = [world.mixed_sample(i * cfg.batch + k, cfg.seed, choices, space, cfg.space)
+                   for k in range(cfg.batch)]
         caps = _captions(samples, g)
         ids = tokenize(tokenizer, [c for c, _, _ in caps])
         out = model(input_ids=ids, pixel_values=to_tensor([s.image for s in samples]))
-        match = torch.tensor([[(c is None or c == s.content) and (st is None or st == s.style)
+        match = torch.tensor([[(c is None or c == s.content) and (st is None or st == look_of(s))
                                for _, c, st in caps] for s in samples], dtype=torch.float32)  # (img, txt)
         logits = out.logits_per_image  # (img, txt), already scaled by the learned temperature
         loss_i = -(F.log_softmax(logits, 1) * match / match.sum(1, keepdim=True)).sum(1).mean()
@@ -77,5 +89,5 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
         opt.step()
         return {"loss": loss.item()}
 
-    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress)
+    stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress, recipe=cfg.recipe())
     return model.eval()

@@ -42,7 +42,8 @@ CAPTION_TEMPLATES = (
 )
 CONTENT_ONLY_TEMPLATES = ("{a} {content}", "a picture of {a} {content}")
 # style-space captions: the look's descriptor ("with red fill, on blue"), or content only one time in four
-LOOK_TEMPLATES = ("{a} {content} {look}", "a picture of {a} {content} {look}", None, "an image of {a} {content}, {look}")
+LOOK_TEMPLATES = ("{a} {content} {look}", "a picture of {a} {content} {look}", None,
+                  "an image of {a} {content}, {look}")
 STYLE_ONLY_TEMPLATE = "a picture in {descriptor}"
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .styles import SIZE, _X, _Y, Canvas, blur, checker, dots, grid_lines, mix, noise, over, pixelate, stripes
+from .styles import _X, _Y, SIZE, Canvas, blur, checker, dots, grid_lines, mix, noise, over, pixelate, stripes
 
 COLOURS = {
     "red": (0.9, 0.12, 0.12), "orange": (1.0, 0.55, 0.05), "yellow": (1.0, 0.9, 0.1),

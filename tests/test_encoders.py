@@ -1,0 +1,77 @@
+"""The base's eyes: the v2 stages' recipes and `styledrop evaluate tokenizer|clip|space`."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from styledrop.io import UserError
+from styledrop.muse.pretrain import PretrainConfig, pretrain
+from .tiny import TINY, amused_like_folder
+
+SPACE_TINY = replace(TINY, vq=replace(TINY.vq, space=0.5, levels=2), clip=replace(TINY.clip, space=0.5))
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    work = tmp_path_factory.mktemp("stages")
+    pretrain(SPACE_TINY, work / "unused", work, only="vq")
+    pretrain(SPACE_TINY, work / "unused", work, only="clip")
+    return work
+
+
+def test_v2_stages_record_their_recipe_and_refuse_another(stages):
+    made = json.loads((stages / "vqvae" / "styledrop_stage.json").read_text())["recipe"]
+    assert made["space"] == 0.5 and made["levels"] == 2
+    # the style-space words are single tokens of the v2 tokenizer
+    from transformers import CLIPTokenizer
+    tok = CLIPTokenizer.from_pretrained(stages / "tokenizer")
+    assert tok.tokenize("dotted checkered mottled pixelated") == ["dotted</w>", "checkered</w>", "mottled</w>",
+                                                                 "pixelated</w>"]
+    with pytest.raises(UserError, match=r"finished stage .*vqvae was made with another recipe \(levels, space differ\)"):
+        pretrain(TINY, stages / "unused", stages, only="vq")
+
+
+def test_presets_name_the_recipes():
+    assert PretrainConfig.preset("v1") == PretrainConfig()
+    v2 = PretrainConfig.preset("v2")
+    assert v2.vq.space > 0 and v2.clip.space > 0 and v2.vq.levels == 2  # 16x16 tokens
+    with pytest.raises(ValueError, match="unknown recipe 'v9'; expected one of v1, v2"):
+        PretrainConfig.preset("v9")
+
+
+def test_evaluate_tokenizer_and_clip_on_stage_folders(cli, stages, tmp_path):
+    from styledrop.world import grid
+    code, out, err = cli("evaluate", "tokenizer", "--base", stages, "--n", 4, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report) == {"pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both", "space"}
+    assert all(0 < r["psnr"] < 60 and 0 <= r["content_acc"] <= 1 for r in report.values())
+    pic = tmp_path / "mine.png"
+    grid([np.zeros((64, 64, 3), np.uint8)] * 4).save(pic)  # a picture drawn outside the world, of another size
+    code, out, err = cli("evaluate", "tokenizer", "--base", stages, "--n", 2, "--images", pic, "--json")
+    assert code == 0 and json.loads(out)["images"]["n"] == 1, err
+    code, out, err = cli("evaluate", "clip", "--base", stages, "--n", 4, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert set(report["heldout_style"]) == {"content_acc", "style_acc", "caption_rank1", "n"}
+    assert "style_acc" not in report["space"]
+
+
+def test_evaluate_clip_names_what_a_real_amused_folder_lacks(cli, tmp_path):
+    folder = amused_like_folder(tmp_path / "amused")
+    code, _, err = cli("evaluate", "clip", "--base", folder)
+    assert code == 2 and "has no CLIP image tower" in err and "clip_scorer" in err
+    code, out, err = cli("evaluate", "tokenizer", "--base", folder, "--n", 2, "--json")  # diffusers' VQModel
+    assert code == 0 and "pretrain" in json.loads(out), err
+    code, _, err = cli("evaluate", "tokenizer", "--base", tmp_path / "nowhere")
+    assert code == 2 and "folder not found" in err
+
+
+def test_style_space_rarely_looks_like_a_held_out_style(cli):
+    code, out, err = cli("evaluate", "space", "--n", 400, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["heldout_fraction"] <= 0.05 and set(report["by_style"]) == {"pop_art", "lava", "camouflage",
+                                                                             "rainbow"}
