@@ -17,8 +17,8 @@ from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..io import load_tensors, read_json, save_tensors, write_json
 from . import transformer as tr
-from .stages import check_recipe
 from .base import MuseBase, load_transformer
+from .stages import check_recipe
 from .text import build_tokenizer
 from .train_clip import ClipTrainConfig, train_clip
 from .train_transformer import TransformerTrainConfig, token_dataset, train_transformer
