@@ -21,20 +21,7 @@ from .base_cmds import (
     sample_config,
     write_images,
 )
-from .common import app, err, evaluate_app, fail, progress_bar
-
-
-def _prompts(prompt: list[str], prompts_file: Optional[Path]) -> list[str]:
-    out = list(prompt or [])
-    if prompts_file is not None:
-        if not prompts_file.is_file():
-            fail(f"prompts file not found: {prompts_file}")
-        out += [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
-    if not out:
-        fail("no prompt: give --prompt (repeatable) or --prompts FILE")
-    if any(not p.strip() for p in out):
-        fail("empty prompt: give some text, e.g. --prompt 'a boat'")
-    return out
+from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
 
 
 def _read_images(paths: list[Path], size: int) -> list:
@@ -75,7 +62,9 @@ def train(
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ):
-    """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists."""
+    """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists.
+
+    Example: styledrop train --image ref.png --style "in pop art style" --out runs/pop.safetensors"""
     from contextlib import nullcontext
 
     from .. import adapters, world
@@ -161,12 +150,14 @@ def sample(
     compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ):
     """Draw prompts in the adapter's style: Ĝθ(t) + λA·(Ĝθ(t) − G(t)) + λB·(G(t) − G(n)); with --subject,
-    mix the style and subject adapters' guided logits: (1 − γ)·l_s + γ·l_c."""
+    mix the style and subject adapters' guided logits: (1 − γ)·l_s + γ·l_c.
+
+    Example: styledrop sample --adapter runs/pop.safetensors --prompt "a boat" --n 8 --out runs/pop"""
     from .. import adapters
     from ..compose import MODES, compose_logits_fn, composed, role_warnings
     from ..evaluate import style_prompt
     from ..muse.sampler import generate, guided_logits_fn
-    texts = _prompts(prompt, prompts)
+    texts = read_prompts(prompt, prompts)
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
     if adapter is None and subject is None:
@@ -222,7 +213,9 @@ def evaluate_style(
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Oracle style_acc, content_acc, leakage, CLIP-T and CLIP-I of the adapter vs the base alone."""
+    """Oracle style_acc, content_acc, leakage, CLIP-T and CLIP-I of the adapter vs the base alone.
+
+    Example: styledrop evaluate style --adapter runs/pop.safetensors --json"""
     from .. import adapters, world
     from ..evaluate import evaluate_style as run
     from ..io import load_image, staged_dir
@@ -263,7 +256,9 @@ def evaluate_compose(
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Oracle style_acc, subject_acc and CLIP-T of two-theta vs stack vs merge composition."""
+    """Oracle style_acc, subject_acc and CLIP-T of two-theta vs stack vs merge composition.
+
+    Example: styledrop evaluate compose --style runs/pop.safetensors --subject runs/subject.safetensors --json"""
     from .. import adapters, world
     from ..compose import MODES, role_warnings
     from ..compose import evaluate_compose as run
@@ -305,7 +300,9 @@ def export(
                             "loads."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
 ):
-    """Export a LoRA adapter for peft (bottleneck adapters cannot be expressed as LoRA; the error says why)."""
+    """Export a LoRA adapter for peft (bottleneck adapters cannot be expressed as LoRA; the error says why).
+
+    Example: styledrop export --adapter runs/lora.safetensors --format peft --out runs/lora_peft"""
     from .. import adapters
     from ..export import FORMATS, export_peft
     if fmt not in FORMATS:

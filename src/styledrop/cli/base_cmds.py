@@ -12,7 +12,7 @@ import typer
 
 from ..io import staged_dir
 from ..muse.sampler import SampleConfig
-from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar
+from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar, read_prompts
 
 BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
 TOKEN_TEMPERATURE_HELP = "Temperature of each token's draw: below 1 sharpens (0.7 draws the clearest objects)."
@@ -120,7 +120,8 @@ def pretrain(
 
 @app.command()
 def generate(
-    prompt: list[str] = typer.Option(..., help="Text prompt; repeat for several."),
+    prompt: list[str] = typer.Option(None, help="Text prompt; repeat for several."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="A text file with one prompt per line."),
     out: Path = typer.Option(..., help="Folder for the PNGs, grid.png and metadata.jsonl."),
     n: int = typer.Option(8, help="Images per prompt."),
     seed: int = typer.Option(0, help="Image i uses seed + i: same seed, same images."),
@@ -134,7 +135,9 @@ def generate(
     compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
 ):
     """Generate images with the base model alone (no adapter). Under `accelerate launch`, the images are
-    split across the processes."""
+    split across the processes.
+
+    Example: styledrop generate --prompt "a fish in neon glow style" --n 8 --out runs/gen"""
     from dataclasses import replace
 
     import numpy as np
@@ -143,8 +146,7 @@ def generate(
     from ..muse.sampler import generate as run
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
-    if any(not p.strip() for p in prompt):
-        fail("empty prompt: give some text, e.g. --prompt 'a fish in neon glow style'")
+    prompt = read_prompts(prompt, prompts_file)
     cfg = sample_config(steps, guidance, seed, token_temperature)
     model = load_base(base, device, dtype, compile)
     prompts = [p for p in prompt for _ in range(n)]
@@ -182,7 +184,9 @@ def evaluate_base(
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Oracle content/style accuracy and CLIP-T of the base model on a fixed, seeded prompt set."""
+    """Oracle content/style accuracy and CLIP-T of the base model on a fixed, seeded prompt set.
+
+    Example: styledrop evaluate base --per-group 48 --json"""
     from ..evaluate import evaluate_base as run
     from ..oracle import Oracles
     cfg = sample_config(steps, guidance, seed, token_temperature)
@@ -216,7 +220,9 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Side by side in one run: sampling (CFG; batched vs separate guidance; vs an AmusedPipeline-style loop),
-    adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's matmul peak), peak memory."""
+    adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's matmul peak), peak memory.
+
+    Example: styledrop bench --json"""
     from ..bench import bench_all
     model = load_base(base, device, dtype)
     if compile:

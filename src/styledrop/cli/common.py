@@ -5,6 +5,7 @@ from __future__ import annotations
 import io as _io
 import json
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -24,6 +25,20 @@ def fail(message: str) -> None:
     """One clear line on stderr and exit code 2: the contract for every bad input."""
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(2)
+
+
+def read_prompts(prompt: list[str] | None, prompts_file: Path | None) -> list[str]:
+    """The --prompt values, then the lines of --prompts FILE; one clear error for none, a missing file, or a blank."""
+    out = list(prompt or [])
+    if prompts_file is not None:
+        if not prompts_file.is_file():
+            fail(f"prompts file not found: {prompts_file}")
+        out += [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+    if not out:
+        fail("no prompt: give --prompt (repeatable) or --prompts FILE")
+    if any(not p.strip() for p in out):
+        fail("empty prompt: give some text, e.g. --prompt 'a boat'")
+    return out
 
 
 def progress_bar():

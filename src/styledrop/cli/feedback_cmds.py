@@ -36,7 +36,9 @@ def feedback(
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
-    """Generate with the adapter, keep the good images, train a new adapter on reference + kept images."""
+    """Generate with the adapter, keep the good images, train a new adapter on reference + kept images.
+
+    Example: styledrop feedback --adapter runs/pop.safetensors --select clip --out runs/pop_r2.safetensors"""
     from .. import adapters, world
     from ..feedback import FeedbackConfig, feedback_rounds
     from ..io import load_image, staged_dir

@@ -35,7 +35,9 @@ def report(
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
-    """Base vs round 1 vs round 2 (CLIP / oracle / random feedback): clip_t, clip_i, style, content, leakage."""
+    """Base vs round 1 vs round 2 (CLIP / oracle / random feedback): clip_t, clip_i, style, content, leakage.
+
+    Example: styledrop report --style lava --out runs/lava.html"""
     from .. import world
     from ..io import atomic_write
     from ..oracle import Oracles

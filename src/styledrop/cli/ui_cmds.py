@@ -21,7 +21,9 @@ def ui(
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
-    """Web app: upload references, train with a live progress bar, generate, tick good images, round 2, download."""
+    """Web app: upload references, train with a live progress bar, generate, tick good images, round 2, download.
+
+    Example: styledrop ui --port 7860"""
     import uvicorn
 
     from ..ui.app import create_app

@@ -64,7 +64,9 @@ def oracle_check(
     seed: int = typer.Option(None, help="Seed of the test set (default: the fixed test seed)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Accuracy of the shipped oracles on a fresh, seeded test set."""
+    """Accuracy of the shipped oracles on a fresh, seeded test set.
+
+    Example: styledrop oracle check --json"""
     from .. import oracle
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
@@ -82,7 +84,9 @@ def oracle_classify(
     paths: list[Path] = typer.Argument(..., help="Image files, or folders whose PNGs are classified."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Predicted content and style, with probabilities, for each image."""
+    """Predicted content and style, with probabilities, for each image.
+
+    Example: styledrop oracle classify runs/pop --json"""
     from .. import oracle
     files = image_files(paths)
     images = [load_image(f)[0] for f in files]
@@ -103,7 +107,9 @@ def oracle_train(
     seed: int = typer.Option(0, help="Seed of the training stream."),
     out: Path = typer.Option(None, help="Where to save (default: the shipped oracle file)."),
 ):
-    """Re-train both oracles from scratch (about 13 minutes on 2 cores) and report test accuracy."""
+    """Re-train both oracles from scratch (about 13 minutes on 2 cores) and report test accuracy.
+
+    Example: styledrop oracle train --out runs/oracle.safetensors"""
     from .. import oracle
     if steps < 1 or batch < 1:
         fail("--steps and --batch must be at least 1")
@@ -124,7 +130,9 @@ def demo(
     base: Optional[Path] = typer.Option(None, help="Base model folder (default: the shipped tiny base)."),
 ):
     """The main job on the embedded default: one reference image of a style the base never saw ->
-    a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles."""
+    a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles.
+
+    Example: styledrop demo --style lava --out runs/demo_lava"""
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE

@@ -1,0 +1,43 @@
+"""A short CLIP run, for choosing the v2 scorer's recipe (docs/experiments.md, CLIP).
+
+    python benchmarks/clip_proxy.py --steps 300 --space 0.5 --threads 1
+
+Prints JSON: the config, seconds per step, and `evaluate clip`'s numbers per split.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from styledrop.eval_encoders import evaluate_clip
+from styledrop.muse.text import build_tokenizer
+from styledrop.muse.train_clip import ClipTrainConfig, train_clip
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=96)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--space", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-eval", type=int, default=100)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = ClipTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, layers=args.layers,
+                          space=args.space)
+    tokenizer = build_tokenizer(space=args.space > 0)
+    t = time.time()
+    clip = train_clip(cfg, tokenizer)
+    out = {"config": cfg.recipe(), "steps": args.steps, "s_per_step": round((time.time() - t) / args.steps, 3)}
+    for split, r in evaluate_clip(clip, tokenizer, args.n_eval).items():
+        out[split] = {k: round(v, 3) for k, v in r.items()}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
