@@ -11,6 +11,7 @@ from styledrop.io import UserError
 from styledrop.muse import transformer as tr
 from styledrop.muse.sampler import guided_logits_fn
 
+from .browser import chromium, needs_chromium
 from .tiny import randomised, tiny_base
 
 
@@ -142,6 +143,27 @@ def test_train_bad_input_leaves_output_untouched(cli, base, tmp_path):
 def test_demo_runs_the_whole_job_on_a_given_base(cli, base, tmp_path):
     code, _, err = cli("demo", "--base", base.path, "--steps", 2, "--out", tmp_path / "demo")
     assert code == 0, err
-    assert "oracle on the 16 samples" in err
+    assert "oracle on the 16 pictures, StyleDrop" in err and "base alone" in err
     assert len(list((tmp_path / "demo" / "samples").glob("0*.png"))) == 16
     assert (tmp_path / "demo" / "style.safetensors").is_file()
+    page = tmp_path / "demo" / "index.html"
+    assert err.strip().splitlines()[-1] == f"open {page}"  # the page's path is printed last
+    text = page.read_text()
+    assert text.count("<img ") == 1 + 2 * 16 and "image-rendering: pixelated" in text and "src=\"http" not in text
+    assert "styledrop sample --adapter" in text  # the commands to go further
+
+
+@needs_chromium
+def test_demo_page_shows_every_picture_in_a_browser(cli, base, tmp_path):
+    code, _, err = cli("demo", "--base", base.path, "--steps", 2, "--out", tmp_path / "demo")
+    assert code == 0, err
+    driver = chromium()
+    try:
+        driver.get((tmp_path / "demo" / "index.html").as_uri())
+        shown = driver.execute_script(
+            "return [...document.images].map(i => [i.complete && i.naturalWidth, i.clientWidth])")
+        assert len(shown) == 33 and all(w == 64 and cw == 256 for w, cw in shown)  # loaded, shown at 4x
+        text = driver.find_element("tag name", "body").text
+        assert "base alone" in text and "StyleDrop" in text and "Oracle scores" in text
+    finally:
+        driver.quit()

@@ -31,4 +31,4 @@ def test_demo_runs_end_to_end(cli, tmp_path):
     assert code == 0, err
     rows = [json.loads(x) for x in (tmp_path / "demo" / "samples" / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and (tmp_path / "demo" / "style.safetensors").is_file()
-    assert "oracle on the 16 samples" in err
+    assert "oracle on the 16 pictures, StyleDrop" in err and (tmp_path / "demo" / "index.html").is_file()

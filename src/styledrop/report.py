@@ -107,7 +107,7 @@ def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
             "grids": grids}
 
 
-def _img(image) -> str:
+def data_uri(image) -> str:
     buf = io.BytesIO()
     (image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -153,7 +153,7 @@ def render_html(report: dict) -> str:
         paper = PAPER.get(name)
         paper_cell = f"{paper[0]:.3f} / {paper[1]:.3f}" if paper else ""
         body.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{paper_cell}</td></tr>")
-    grids = "".join(f'<figure><figcaption>{html.escape(name)}</figcaption><img class="grid" src="{_img(g)}" '
+    grids = "".join(f'<figure><figcaption>{html.escape(name)}</figcaption><img class="grid" src="{data_uri(g)}" '
                     f'alt="{html.escape(name)}"></figure>' for name, g in report["grids"].items())
     kept = ", ".join(f"{k}: {v}" for k, v in report["kept"].items())
     return f"""<!doctype html>
@@ -166,7 +166,7 @@ small {{ color: #666; }}
 </style></head><body>
 <h1>StyleDrop feedback rounds: {html.escape(cfg['style'])}</h1>
 <p>Reference (one image, "{html.escape(cfg['reference_content'])}" {html.escape(report['descriptor'])}):<br>
-<img class="ref" src="{_img(report['reference'])}" alt="reference"></p>
+<img class="ref" src="{data_uri(report['reference'])}" alt="reference"></p>
 <p>Round 1 trained {cfg['steps']} steps on the reference; round 2 trained a new adapter on the reference plus
 round-1 images kept from {report['candidates']} candidates ({cfg['prompts']} prompts × {cfg['per_prompt']}) —
 kept: {html.escape(kept)}. Evaluation: every pretraining content but the reference's, {cfg['seeds']} seeds,

@@ -133,12 +133,14 @@ def demo(
     a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles.
 
     Example: styledrop demo --style lava --out runs/demo_lava"""
+    from ..demo_page import write_demo_page
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE
-    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
+    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate
     from ..oracle import Oracles
     from .adapter_cmds import sample, train
+    from .base_cmds import load_base, sample_config
     t = time.time()
     if style not in world.STYLE_NAMES:
         fail(f"unknown style {style!r}; expected one of {', '.join(world.STYLE_NAMES)}")
@@ -164,7 +166,30 @@ def demo(
            negative_prompt="", gamma=0.5, compose="two-theta", base=base, device=None, dtype=None, compile=False)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
+    # the base alone on the same prompts (descriptor included) and seeds: what the adapter adds
+    model = load_base(base)
+    alone = generate(model, [r["prompt"] for r in rows], sample_config(12, SampleConfig.guidance, 0,
+                                                                        SampleConfig.token_temperature))
     wanted = [c for c in contents for _ in range(2)]
-    acc = oracle_scores(Oracles.load(), images, wanted, [style] * len(images))
-    err.print(f"oracle on the 16 samples: style {acc['style_acc']:.2f}, content {acc['content_acc']:.2f}")
-    err.print(f"demo done in {time.time() - t:.0f}s; open {out / 'samples' / 'grid.png'}")
+    oracles = Oracles.load()
+    scores = {"base alone": oracle_scores(oracles, alone, wanted, [style] * len(alone)),
+              "StyleDrop": oracle_scores(oracles, images, wanted, [style] * len(images))}
+    for name, acc in scores.items():
+        err.print(f"oracle on the 16 pictures, {name}: style {acc['style_acc']:.2f}, content {acc['content_acc']:.2f}")
+    write_demo_page(out / "index.html", ref.image, f"a house {descriptor}",
+                    [{"prompt": r["prompt"], "seed": r["seed"], "base": a, "styledrop": b}
+                     for r, a, b in zip(rows, alone, images)], scores, demo_commands(out, descriptor))
+    err.print(f"demo done in {time.time() - t:.0f}s; grid: {out / 'samples' / 'grid.png'}")
+    err.print(f"open {out / 'index.html'}")
+
+
+def demo_commands(out: Path, descriptor: str) -> list[str]:
+    """What to try after the demo, with its own files."""
+    adapter = out / "style.safetensors"
+    return [
+        f'styledrop sample --adapter {adapter} --prompt "a rocket" --prompt "a cat" --n 8 --out runs/more',
+        f"styledrop evaluate style --adapter {adapter} --json",
+        f"styledrop feedback --adapter {adapter} --select clip --out runs/round2.safetensors",
+        f'styledrop train --image my_picture.png --style "{descriptor}" --out runs/mine.safetensors',
+        "styledrop ui",
+    ]
