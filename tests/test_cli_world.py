@@ -37,11 +37,22 @@ def test_world_bad_input_exits_2_and_writes_nothing(cli, tmp_path):
     assert list(tmp_path.iterdir()) == [blocker]  # no stray temp folders
 
 
-def test_every_command_has_help(cli):
-    for args in (["--help"], ["world", "--help"], ["oracle", "--help"], ["oracle", "check", "--help"],
-                 ["oracle", "classify", "--help"], ["oracle", "train", "--help"], ["demo", "--help"]):
-        code, out, _ = cli(*args)
-        assert code == 0 and "Usage" in out
+def test_every_command_has_help_with_an_example(cli):
+    from typer.main import get_command
+
+    from styledrop.cli.common import app
+    code, out, _ = cli("--help")
+    assert code == 0 and "Usage" in out
+    root, seen = get_command(app), 0
+    for name, cmd in root.commands.items():
+        for sub, leaf in getattr(cmd, "commands", {name: cmd}).items():
+            args = [name, sub, "--help"] if sub != name else [name, "--help"]
+            code, out, _ = cli(*args)
+            assert code == 0 and "Usage" in out, args
+            assert "Example: styledrop" in " ".join(out.split()) or "Example: nohup styledrop" in " ".join(
+                out.split()), args
+            seen += 1
+    assert seen >= 20  # every command and subcommand was checked
 
 
 def test_demo_without_a_base_shows_the_world(cli, tmp_path, monkeypatch):

@@ -216,6 +216,14 @@ def test_generate_command(cli, base, tmp_path):
     assert code == 2 and "token temperature" in err and not (tmp_path / "h").exists()
     code, _, err = cli("generate", "--prompt", " ", "--out", tmp_path / "h", "--base", base.path)
     assert code == 2 and "empty prompt" in err and not (tmp_path / "h").exists()
+    listing = tmp_path / "prompts.txt"
+    listing.write_text("a cat in lava style\n\na boat\n")
+    code, _, err = cli("generate", "--prompts", listing, "--n", 1, "--steps", 2, "--out", tmp_path / "f",
+                       "--base", base.path)
+    rows = [json.loads(x) for x in (tmp_path / "f" / "metadata.jsonl").read_text().splitlines()]
+    assert code == 0 and [r["prompt"] for r in rows] == ["a cat in lava style", "a boat"], err
+    code, _, err = cli("generate", "--out", tmp_path / "h", "--base", base.path)
+    assert code == 2 and "no prompt" in err
     code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "h", "--base", tmp_path / "nope")
     assert code == 2 and "not found" in err
 
