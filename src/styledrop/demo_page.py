@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .io import atomic_write
 from .report import data_uri
@@ -17,6 +18,26 @@ SCALE = 4  # pictures shown at 4x, pixelated: 64 px -> 256 px
 def _figure(image: np.ndarray, label: str, alt: str) -> str:
     return (f'<figure><img src="{data_uri(image)}" alt="{html.escape(alt)}" width="{image.shape[1] * SCALE}" '
             f'height="{image.shape[0] * SCALE}"><figcaption>{html.escape(label)}</figcaption></figure>')
+
+
+def strip(reference: np.ndarray, rows: list[dict], pairs: int = 4, scale: int = 2, gap: int = 6) -> Image.Image:
+    """The README's picture: the reference, then ``pairs`` (base alone, StyleDrop) pairs, each at ``scale``x."""
+    size = reference.shape[0] * scale
+    chosen = rows[::max(1, len(rows) // pairs)][:pairs]
+    width = size + gap * 3 + len(chosen) * (2 * size + gap * 3)
+    out = Image.new("RGB", (width, size + 2 * gap), (255, 255, 255))
+    x = gap
+
+    def paste(image, x):
+        out.paste(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST), (x, gap))
+
+    paste(reference, x)
+    x += size + 3 * gap
+    for r in chosen:
+        paste(r["base"], x)
+        paste(r["styledrop"], x + size + gap // 2)
+        x += 2 * size + 3 * gap
+    return out
 
 
 def write_demo_page(path: Path, reference: np.ndarray, reference_caption: str, rows: list[dict],

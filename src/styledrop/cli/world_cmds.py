@@ -133,7 +133,9 @@ def demo(
     a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles.
 
     Example: styledrop demo --style lava --out runs/demo_lava"""
-    from ..demo_page import write_demo_page
+    import numpy as np
+
+    from ..demo_page import strip, write_demo_page
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE
@@ -176,9 +178,11 @@ def demo(
               "StyleDrop": oracle_scores(oracles, images, wanted, [style] * len(images))}
     for name, acc in scores.items():
         err.print(f"oracle on the 16 pictures, {name}: style {acc['style_acc']:.2f}, content {acc['content_acc']:.2f}")
-    write_demo_page(out / "index.html", ref.image, f"a house {descriptor}",
-                    [{"prompt": r["prompt"], "seed": r["seed"], "base": a, "styledrop": b}
-                     for r, a, b in zip(rows, alone, images)], scores, demo_commands(out, descriptor))
+    pairs = [{"prompt": r["prompt"], "seed": r["seed"], "base": a, "styledrop": b}
+             for r, a, b in zip(rows, alone, images)]
+    save_png(out / "strip.png", np.asarray(strip(ref.image, pairs)))
+    write_demo_page(out / "index.html", ref.image, f"a house {descriptor}", pairs, scores,
+                    demo_commands(out, descriptor))
     err.print(f"demo done in {time.time() - t:.0f}s; grid: {out / 'samples' / 'grid.png'}")
     err.print(f"open {out / 'index.html'}")
 
