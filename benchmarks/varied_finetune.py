@@ -1,4 +1,4 @@
-"""Continue the shipped G on a mix of its pretraining pictures and varied renderings (README, eighth session).
+"""Continue the shipped G on a mix of its pretraining pictures and varied renderings (docs/experiments.md).
 
     python benchmarks/varied_finetune.py --tokens runs/pretrain/tokens.safetensors --out runs/baseV1 \
         [--steps 1500 --varied 0.5 --lr 5e-4 --varied-images 16000]

@@ -22,7 +22,7 @@ from .oracle import to_tensor
 @dataclass(frozen=True)
 class TrainConfig:
     # One 64x64 reference on the tiny base: 200 steps at 1e-3 (12 s) gave oracle style 0.77 / content 0.28 / leakage
-    # 0.04 over the held-out styles, vs 0.64 / 0.19 / 0.10 at 300 steps of 2e-3 (README, seventh session).
+    # 0.04 over the held-out styles, vs 0.64 / 0.19 / 0.10 at 300 steps of 2e-3 (docs/experiments.md, "Adapter recipe").
     steps: int = 200
     batch: int = 8
     lr: float = 1e-3

@@ -84,7 +84,7 @@ class MuseBase:
 
     def compile(self) -> "MuseBase":
         """Run G's forward passes (``self.net``) through ``torch.compile`` from now on: fused kernels, about
-        1.2x per training step and per sampling step on 2 CPU cores (README, Benchmarks), after a one-off
+        1.2x per training step and per sampling step on 2 CPU cores (docs/benchmarks.md), after a one-off
         compile of 30-90 s on CPU (cached on disk). Outputs match eager mode up to float rounding.
 
         Adapters attach to G with forward hooks, and dynamo by default ignores hooks added after compiling

@@ -22,7 +22,7 @@ from . import transformer as tr
 class SampleConfig:
     steps: int = 12
     # Tuned on the tiny base (192 images per cell): oracle content 0.91 / 0.82 on pretraining / held-out pairs
-    # at guidance 2, token temperature 0.7; 0.71 / 0.70 at guidance 3, 1.0; 0.49 at guidance 4 (README).
+    # at guidance 2, token temperature 0.7; 0.71 / 0.70 at guidance 3, 1.0; 0.49 at guidance 4 (docs/experiments.md).
     guidance: float = 2.0  # classifier-free guidance scale; 0 = unguided conditional
     temperature: float = 1.0  # of the confidence noise, annealed to 0 over the steps
     seed: int = 0
@@ -43,7 +43,7 @@ class SampleConfig:
 
 
 # StyleDrop guidance defaults. The paper uses λB = 5 on Muse; the tiny base collapses beyond guidance ~3
-# (λB = 2), and over the held-out styles λB 1.0 beat 1.5 on style, content and leakage (README).
+# (λB = 2), and over the held-out styles λB 1.0 beat 1.5 on style, content and leakage (docs/experiments.md).
 DEFAULT_LAMBDA_A = 0.5
 DEFAULT_LAMBDA_B = 1.0
 

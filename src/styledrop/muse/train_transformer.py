@@ -25,7 +25,7 @@ from .text import encode_text
 class TransformerTrainConfig:
     # A small G trained on more samples: 2.1M params, 5500 steps of 64 (45 min on 2 cores at 8x8 tokens).
     # G is compute-bound here; at equal wall clock this beats the 8.1M G (hidden 256, channels 128,
-    # 3500 steps of 32) on completion from anchors and matches it from scratch (README).
+    # 3500 steps of 32) on completion from anchors and matches it from scratch (docs/experiments.md).
     steps: int = 5500
     batch: int = 64
     lr: float = 1e-3
@@ -35,13 +35,13 @@ class TransformerTrainConfig:
     channels: int = 64
     downsample: bool = False  # UVit2D's down/upsample around the transformer (off: the 8x8 grid is small)
     # G learns from upright, unmirrored pictures near the middle (world pose "centered"); the VQ, CLIP and
-    # oracles still see every pose. Random poses: content 0.35 / 0.38, centered: 0.77 / 0.71 (README).
+    # oracles still see every pose. Random poses: content 0.35 / 0.38, centered: 0.77 / 0.71 (docs/experiments.md).
     pose: str = "centered"
-    codebook_init: bool = False  # G starts from the VQ codebook: lower loss, same content (README)
-    bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs; see README
+    codebook_init: bool = False  # G starts from the VQ codebook: lower loss, same content (docs/experiments.md)
+    bf16: bool = False  # autocast bf16 measured 20-30x slower here for these convs (docs/benchmarks.md)
     seed: int = 3
     # Fraction of the images drawn in a random rendering (world.VARIED, captioned by content only), so that G
-    # learns to draw its objects in looks it was never named; 0 = the shipped base's recipe (README, issue 4).
+    # learns to draw its objects in looks it was never named; 0 = the shipped base's recipe (docs/experiments.md).
     varied: float = 0.0
 
     def recipe(self) -> dict:

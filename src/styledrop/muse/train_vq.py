@@ -23,7 +23,7 @@ class VQTrainConfig:
     channels: int = 48
     code_dim: int = 32
     codebook_size: int = 1024
-    levels: int = 3  # 8x8 tokens of 8x8 px: G models 64 tokens, each one joint code (see README)
+    levels: int = 3  # 8x8 tokens of 8x8 px: G models 64 tokens, each one joint code (docs/experiments.md, "Tokenizer")
     num_res_blocks: int = 2
     space: float = 0.0  # fraction of pictures from the style space (world.SPACE); 0 = the v1 tokenizer's data
     seed: int = 1

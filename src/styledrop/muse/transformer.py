@@ -44,7 +44,7 @@ def init_from_codebook(model: UVit2DModel, codes: torch.Tensor, seed: int = 0) -
     A fresh G otherwise has to discover which of the K codes look alike; starting from the codebook's
     geometry, tokens that decode to similar patches start close. Measured on the 8x8 base: lower
     masked-token loss (step 500: 3.11 vs 3.41; after 3500 steps at 50% masking 1.75 vs 2.09) but no
-    better oracle content, so it is off by default (see README). Weight scales are kept as initialised."""
+    better oracle content, so it is off by default (docs/experiments.md). Weight scales are kept as initialised."""
     emb, out = model.embed.embeddings.weight, model.mlm_layer.conv2.weight  # (K+1, C), (K, C, 1, 1)
     k, width = out.shape[:2]
     if codes.shape[0] != k or emb.shape[1] != width:

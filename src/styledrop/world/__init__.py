@@ -1,6 +1,6 @@
 """The toy world: seeded, captioned 64x64 pictures of objects in named render styles.
 
-Split (fixed; see README "The toy world"):
+Split (fixed; see docs/experiments.md "The world and the oracles"):
 - held-out styles and held-out contents are never used to pretrain the base model; they
   test StyleDrop on a style / subject the base never saw;
 - among the remaining (content, style) pairs, those with (content index + style index) % 12
