@@ -32,6 +32,12 @@ def _png(size=64, mode="RGB") -> bytes:
     return buf.getvalue()
 
 
+def _client(studio, **kw):
+    """The page's own view of the server: its host, and a same-origin Origin on every request."""
+    origin = "http://127.0.0.1:7860"
+    return TestClient(create_app(studio, **kw), base_url=origin, headers={"Origin": origin})
+
+
 def _wait_job(client, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
@@ -44,7 +50,7 @@ def _wait_job(client, timeout=120):
 
 def test_workflow_over_http(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
-    client = TestClient(create_app(studio))
+    client = _client(studio)
     assert "styledrop" in client.get("/").text
 
     # bad input: nothing to train on, then a file that is not an image -> 400, nothing added
@@ -89,12 +95,12 @@ def test_workflow_over_http(base, tmp_path):
 
 def test_second_training_is_refused_while_one_runs(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
-    client = TestClient(create_app(studio))
+    client = _client(studio)
     client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
     first = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 100})
     assert first.status_code == 202
     second = client.post("/api/train", json={"descriptor": "in lava style", "steps": 3})
-    assert second.status_code == 409 and "already running" in second.json()["error"]
+    assert second.status_code == 409 and "busy: round 1 is training (step" in second.json()["error"]
     busy = client.post("/api/generate", json={"prompt": "a boat"})
     assert busy.status_code in (400, 409)  # no adapter yet, or busy: never runs into the training
     job = _wait_job(client)
@@ -104,7 +110,7 @@ def test_second_training_is_refused_while_one_runs(base, tmp_path):
 
 def test_subject_tab_over_http(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
-    client = TestClient(create_app(studio))
+    client = _client(studio)
     client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
     assert client.post("/api/train", json={"descriptor": "in pop art style", "steps": 2}).status_code == 202
     _wait_job(client)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -141,7 +142,8 @@ FORMAT = "styledrop-adapter/1"
 def save(path, adapter: nn.Module, base, info: dict) -> None:
     """Safetensors with the adapter weights; metadata names the base, the adapter and the prompt."""
     from .io import save_tensors
-    meta = adapter.meta() | {"format": FORMAT, "base_id": base.model_id(), "base_path": str(base.path)} | info
+    # the base's id and folder name, never a local path: adapter files get shared
+    meta = adapter.meta() | {"format": FORMAT, "base_id": base.model_id(), "base_name": Path(base.path).name} | info
     save_tensors(path, adapter.state_dict(), meta)
 
 
@@ -152,8 +154,9 @@ def load(path, base) -> tuple[nn.Module, dict]:
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a styledrop adapter (no '{FORMAT}' metadata)")
     if meta["base_id"] != base.model_id():
-        raise UserError(f"{path} was trained for base {meta['base_id']} ({meta.get('base_path')}), "
-                        f"but the base in use is {base.model_id()} ({base.path})")
+        made = meta.get("base_name") or meta.get("base_path")  # base_path: files written before base_name
+        raise UserError(f"{path} was trained for base {meta['base_id']} ({made}), "
+                        f"but the base in use is {base.model_id()} ({Path(base.path).name})")
     try:
         adapter = build(AdapterConfig(**meta["adapter"]), base.transformer)
         adapter.load_state_dict(tensors)

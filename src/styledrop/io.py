@@ -83,12 +83,19 @@ def load_image(path, size: int = 64) -> tuple[np.ndarray, list[str]]:
         return decode_image(f, str(path), size)
 
 
+MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # a 12000x12000 PNG of 446 KB would take 560 MB to decode
+
+
 def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[str]]:
     """Like :func:`load_image`, from bytes or an open binary file; ``label`` names it in errors."""
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
         with Image.open(source) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:  # refused from the header, before decoding a single pixel
+                raise UserError(f"image {label} is {im.size[0]}x{im.size[1]} pixels; at most "
+                                f"{MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS / 1e6:.1f} MP) are read")
             im.load()
             notes = []
             if im.mode != "RGB":
@@ -102,7 +109,10 @@ def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[s
                 notes.append(f"resized {im.size[0]}x{im.size[1]} to {size}x{size}")
                 im = im.resize((size, size), Image.Resampling.LANCZOS)
             return np.asarray(im, np.uint8).copy(), notes
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:
+        raise UserError(f"cannot read image {label}: it is not a picture (expected PNG, JPEG, WebP, GIF or BMP)") \
+            from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image {label}: {e}") from None
 
 

@@ -36,4 +36,4 @@ def ui(
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
     err.print(f"styledrop ui on http://{host}:{port} (work folder {workdir})")
-    uvicorn.run(create_app(studio), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(studio, host), host=host, port=port, log_level="warning")

@@ -60,6 +60,11 @@ def build_tokenizer(vocab_size: int = 1024, max_length: int = 32, space: bool = 
     return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=max_length)
 
 
+def short(text: str, limit: int = 80) -> str:
+    """A prompt as logs and messages show it: at most ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def tokenize(tokenizer, prompts: list[str], allow_empty: bool = False) -> torch.Tensor:
     """Token ids (B, max_length), padded; warns when a prompt is cut. Empty prompts are refused unless
     ``allow_empty`` (the unconditional branch of guidance and caption dropout use "")."""
@@ -72,7 +77,7 @@ def tokenize(tokenizer, prompts: list[str], allow_empty: bool = False) -> torch.
     for p, row in zip(prompts, ids):
         if len(row) > n:
             warnings.warn(f"prompt is {len(row)} tokens, longer than the {n} the text encoder takes; "
-                          f"it was cut: {p!r}", stacklevel=2)
+                          f"it was cut: {short(p)!r}", stacklevel=2)
             row = row[: n - 1] + [tokenizer.eos_token_id]
         out.append(row)
     return torch.tensor(out)

@@ -28,11 +28,14 @@ class ClipTrainConfig:
     width: int = 128
     layers: int = 3
     space: float = 0.0  # fraction of pictures from the style space (and its words in the tokenizer); 0 = v1
+    # fraction of captions naming the content only: content is what feedback must judge in a new style
+    content_only: float = 0.2
     seed: int = 2
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space`` only when used."""
-        return {k: v for k, v in asdict(self).items() if k != "steps" and not (k == "space" and v == 0)}
+        """What makes a run (more steps may continue one); ``space``/``content_only`` only when not v1's."""
+        v1 = {"space": 0.0, "content_only": 0.2}
+        return {k: v for k, v in asdict(self).items() if k != "steps" and v1.get(k, object()) != v}
 
 
 def clip_config(tokenizer, width: int = 128, layers: int = 4) -> CLIPConfig:
@@ -50,14 +53,14 @@ def look_of(s: world.Sample) -> str:
     return s.look or s.style
 
 
-def _captions(samples, rng: torch.Generator):
+def _captions(samples, rng: torch.Generator, content_only: float = 0.2):
     """Per sample: a caption and what it pins down (content or None, look_of or None)."""
     out = []
     for s in samples:
         r = torch.rand(1, generator=rng).item()
-        if r < 0.2:
+        if r < content_only:
             out.append((world.caption(s.content, None, int(r * 10)), s.content, None))
-        elif r < 0.4:
+        elif r < content_only + 0.2:
             style_only = f"a picture {s.look}" if s.look else world.style_caption(s.style)
             out.append((style_only, None, look_of(s)))
         else:
@@ -75,7 +78,7 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
     def step(i):
         samples = [world.mixed_sample(i * cfg.batch + k, cfg.seed, choices, space, cfg.space)
                    for k in range(cfg.batch)]
-        caps = _captions(samples, g)
+        caps = _captions(samples, g, cfg.content_only)
         ids = tokenize(tokenizer, [c for c, _, _ in caps])
         out = model(input_ids=ids, pixel_values=to_tensor([s.image for s in samples]))
         match = torch.tensor([[(c is None or c == s.content) and (st is None or st == look_of(s))

@@ -1,69 +1,164 @@
 """``styledrop ui``: a small FastAPI app serving one page (page.html) over the Studio workflow.
 
-The page polls ``/api/status`` for training progress. Errors come back as JSON ``{"error": ...}``
-with status 400 (bad input) or 409 (busy), and the page shows the message.
+The page polls ``/api/status`` for training progress and restores itself from ``/api/state``. Errors come back
+as JSON ``{"error": ...}`` with status 400 (bad input), 403 (another site), 409 (busy) or 413 (too large), and
+the page shows the message.
+
+Closed to other sites: only the Host names the server was started for are served (DNS rebinding), and a
+request that changes state needs a same-origin ``Origin``/``Referer`` or the per-server token the page carries
+in the ``X-Styledrop-Token`` header (cross-site request forgery).
 """
 
 from __future__ import annotations
 
+import math
+import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from ..io import UserError
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from .studio import Busy, Studio
+from .studio import MAX_IMAGES_PER_CALL, MAX_REFERENCES, Busy, Studio
 
 PAGE = Path(__file__).with_name("page.html")
 Kind = Literal["references", "subject"]
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_UPLOAD_BYTES = 32 * 2**20  # one request's body
+MAX_PROMPT = 300  # characters
+TOKEN_HEADER = "x-styledrop-token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class TrainRequest(BaseModel):
-    descriptor: str
-    content: str = ""
-    steps: int = 200
+    descriptor: str = Field(max_length=MAX_PROMPT)
+    content: str = Field("", max_length=MAX_PROMPT)
+    steps: int = Field(200, ge=1, le=5000)
 
 
 class Round2Request(BaseModel):
-    ids: list[int]
-    steps: int = 200
+    ids: list[int] = Field(max_length=256)
+    steps: int = Field(200, ge=1, le=5000)
 
 
 class SubjectRequest(BaseModel):
-    token: str = "[v]"
-    class_noun: str
-    steps: int = 200
+    token: str = Field("[v]", max_length=40)
+    class_noun: str = Field(max_length=40)
+    steps: int = Field(200, ge=1, le=5000)
 
 
 class GenerateRequest(BaseModel):
-    prompt: str
-    n: int = 8
-    seed: int = 0
-    lambda_a: float = DEFAULT_LAMBDA_A
-    lambda_b: float = DEFAULT_LAMBDA_B
+    prompt: str = Field(max_length=MAX_PROMPT)
+    n: int = Field(8, ge=1, le=MAX_IMAGES_PER_CALL)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    lambda_a: float = Field(DEFAULT_LAMBDA_A, ge=0, le=10, allow_inf_nan=False)
+    lambda_b: float = Field(DEFAULT_LAMBDA_B, ge=0, le=10, allow_inf_nan=False)
     style_round: int | None = None  # default: the latest round
     subject: bool = False  # two-theta with the subject adapter
-    gamma: float = 0.5
+    gamma: float = Field(0.5, ge=0, le=1, allow_inf_nan=False)
 
 
-def create_app(studio: Studio) -> FastAPI:
-    app = FastAPI(title="styledrop", docs_url=None, redoc_url=None)
+class PicksRequest(BaseModel):
+    ids: list[int] = Field(max_length=4096)
+
+
+def _hostname(netloc: str) -> str:
+    """'127.0.0.1:7860' -> '127.0.0.1', '[::1]:7860' -> '::1'."""
+    return (urlsplit(f"//{netloc}").hostname or "").lower()
+
+
+def _field_error(exc: RequestValidationError) -> str:
+    """Pydantic's errors in words: the field, what is allowed, what was received."""
+    parts = []
+    for e in exc.errors():
+        field = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+        got = e.get("input")
+        got = f"{got!r}"[:60] if not (isinstance(got, float) and not math.isfinite(got)) else str(got)
+        parts.append(f"{field or 'request'}: {e.get('msg', 'invalid')}, got {got}")
+    return "; ".join(parts)
+
+
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes before it is read: by its Content-Length, or, when it has
+    none, as soon as the streamed body passes the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await JSONResponse({"error": self.message}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # FastAPI passes HTTPExceptions raised while reading the body through
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def message(self) -> str:
+        return f"request body over {self.limit // 2**20} MB: upload fewer or smaller pictures"
+
+
+def create_app(studio: Studio, host: str = "127.0.0.1", token: str | None = None) -> FastAPI:
+    """``host``: the address given to ``styledrop ui --host``; its name is served besides the local ones."""
+    app = FastAPI(title="styledrop", docs_url=None, redoc_url=None, openapi_url=None)
+    allowed = {h.lower() for h in LOCAL_HOSTS} | {host.lower().strip("[]")}
+    app.state.token = token = token or secrets.token_urlsafe(24)
+
+    @app.middleware("http")
+    async def same_site_only(request: Request, call_next):
+        name = _hostname(request.headers.get("host", ""))
+        if name not in allowed:
+            return JSONResponse({"error": f"this server answers to {', '.join(sorted(allowed))}, not "
+                                          f"{name or 'a request without Host'}"}, status_code=400)
+        if request.method not in SAFE_METHODS and not secrets.compare_digest(
+                request.headers.get(TOKEN_HEADER, ""), token):
+            source = request.headers.get("origin") or request.headers.get("referer") or ""
+            if not source or urlsplit(source).netloc.lower() != request.headers.get("host", "").lower():
+                return JSONResponse({"error": "refused: a change must come from this page (same-origin Origin or "
+                                              f"Referer, or the {TOKEN_HEADER} header)"}, status_code=403)
+        return await call_next(request)
+
+    app.add_middleware(BodyLimit, limit=MAX_UPLOAD_BYTES)
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError):
         return JSONResponse({"error": str(exc)}, status_code=409 if isinstance(exc, Busy) else 400)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_field(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": _field_error(exc)}, status_code=400)
+
     @app.get("/", response_class=HTMLResponse)
     def page():
-        return PAGE.read_text()
+        return (PAGE.read_text().replace("{{TOKEN}}", token).replace("__LAMBDA_A__", str(DEFAULT_LAMBDA_A))
+                .replace("__LAMBDA_B__", str(DEFAULT_LAMBDA_B)))
 
     # sync handlers run in FastAPI's thread pool, so a long generation never blocks status polling
     # kind: "references" (style) or "subject" (the subject adapter's images)
     @app.post("/api/uploads/{kind}")
     def upload(kind: Kind, files: list[UploadFile] = File(...)):
+        if len(files) > MAX_REFERENCES:  # counted before any file is read or decoded
+            raise UserError(f"{len(files)} files in one upload; at most {MAX_REFERENCES}")
         notes = studio.add_references([(f.filename or "upload", f.file.read()) for f in files], kind)
         return {"count": len(studio.references if kind == "references" else studio.subject_images), "notes": notes}
 
@@ -78,40 +173,54 @@ def create_app(studio: Studio) -> FastAPI:
 
     @app.post("/api/train", status_code=202)
     def train(req: TrainRequest):
-        return {"job": studio.start_training(req.descriptor, req.content, req.steps).__dict__}
+        return {"job": studio.start_training(req.descriptor, req.content, req.steps).public()}
 
     @app.post("/api/round2", status_code=202)
     def round2(req: Round2Request):
-        return {"job": studio.start_training(studio.descriptor, studio.content, req.steps, chosen=req.ids).__dict__}
+        return {"job": studio.start_training(studio.descriptor, studio.content, req.steps, chosen=req.ids).public()}
 
     @app.post("/api/train-subject", status_code=202)
     def train_subject(req: SubjectRequest):
-        return {"job": studio.start_subject_training(req.token, req.class_noun, req.steps).__dict__}
+        return {"job": studio.start_subject_training(req.token, req.class_noun, req.steps).public()}
+
+    @app.post("/api/cancel")
+    def cancel():
+        return {"job": studio.cancel()}
 
     @app.get("/api/status")
     def status():
         return studio.status()
 
+    @app.get("/api/state")
+    def state():
+        return studio.state()
+
+    @app.post("/api/picks")
+    def picks(req: PicksRequest):
+        return {"picks": studio.set_picks(req.ids)}
+
     @app.post("/api/generate")
     def generate(req: GenerateRequest):
         rows = studio.generate(req.prompt, req.n, req.seed, req.lambda_a, req.lambda_b,
                                style_round=req.style_round, subject=req.subject, gamma=req.gamma)
-        return {"images": [{"id": r["id"], "prompt": r["prompt"], "url": f"/api/{r['file']}"} for r in rows]}
+        return {"images": [studio.public_image(r) for r in rows]}
 
     @app.get("/api/images/{image_id}.png")
     def image(image_id: int):
         return _file(studio.dir / "images" / f"{image_id}.png")
 
     @app.get("/api/adapter")
-    def adapter(which: str = "style"):
+    def adapter(which: str = "style", round: int | None = None):
         if which == "subject":
             path, name = studio.dir / "adapter-subject.safetensors", "styledrop-subject.safetensors"
             if studio.subject is None:
                 raise UserError("no subject adapter trained yet")
         else:
-            if studio.adapter_file is None:
-                raise UserError("no adapter trained yet")
-            path, name = studio.adapter_file, f"styledrop-round{studio.round}.safetensors"
+            number = studio.round if round is None else round
+            if number not in studio.rounds:
+                raise UserError("no adapter trained yet" if not studio.rounds else
+                                f"no round {number}; trained rounds: {sorted(studio.rounds)}")
+            path, name = studio.rounds[number][1], f"styledrop-round{number}.safetensors"
         return FileResponse(path, media_type="application/octet-stream", filename=name)
 
     return app

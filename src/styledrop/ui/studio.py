@@ -20,6 +20,7 @@ from ..compose import compose_logits_fn, composed
 from ..evaluate import style_prompt
 from ..io import UserError, decode_image, save_png
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
+from ..muse.text import short
 from ..train import TrainConfig, caption_for, train_adapter
 
 MAX_REFERENCES = 16
@@ -30,15 +31,26 @@ class Busy(UserError):
     """The model is in use by a training; the caller should retry later."""
 
 
+class Cancelled(Exception):
+    """Raised inside a training's progress callback when the user cancels it."""
+
+
 @dataclass
 class Job:
-    kind: str  # "round 1", "round 2", ...
+    kind: str  # "round 1", "round 2", ..., "subject"
     total: int
     step: int = 0
     loss: float | None = None
-    state: str = "running"  # running | done | failed
+    state: str = "running"  # running | done | failed | cancelled
     error: str | None = None
     started: float = field(default_factory=time.time)
+    cancel: bool = False  # asked to stop; the training thread stops at its next step
+
+    def public(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "cancel"}
+
+    def doing(self) -> str:
+        return f"{self.kind} is training (step {self.step}/{self.total})"
 
 
 class Studio:
@@ -58,10 +70,13 @@ class Studio:
         self.subject_images: list[np.ndarray] = []
         self.subject = None
         self.subject_caption = ""
-        self.images: list[dict] = []  # every generated image: {"id", "prompt", "file"}
+        self.images: list[dict] = []  # every generated image: {"id", "prompt", "file", "round", "seed", "batch"}
+        self.picks: list[int] = []  # the ticked images, held here so a reload keeps them
+        self.batches = 0
         self.job: Job | None = None
         self._model = threading.Lock()  # G + attached adapter: one user at a time
         self._state = threading.Lock()  # short critical sections on the lists above
+        self._decode = threading.Semaphore(1)  # one upload decoded at a time: parallel uploads cannot pile up memory
 
     # uploads ----------------------------------------------------------------------------------
     def _decode_all(self, files: list[tuple[str, bytes]]) -> tuple[list[np.ndarray], list[str]]:
@@ -69,10 +84,11 @@ class Studio:
         if not files:
             raise UserError("no file uploaded")
         decoded, notes = [], []
-        for name, data in files:
-            image, why = decode_image(data, repr(name), self.base.image_size)
-            decoded.append(image)
-            notes += [f"{name}: {n}" for n in why]
+        with self._decode:
+            for name, data in files:
+                image, why = decode_image(data, repr(short(name, 60)), self.base.image_size)
+                decoded.append(image)
+                notes += [f"{short(name, 60)}: {n}" for n in why]
         return decoded, notes
 
     def add_references(self, files: list[tuple[str, bytes]], kind: str = "references") -> list[str]:
@@ -123,6 +139,8 @@ class Studio:
                 "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "round": number,
                           "images": len(images), "ui": True}})
             self.adapter, self.adapter_file, self.round = theta, path, number
+            if number == 1:  # a new round 1 starts a new line of rounds: the old later rounds came from another
+                self.rounds.clear()
             self.rounds[number] = (theta, path)
             self.descriptor, self.content = descriptor, content
 
@@ -147,11 +165,16 @@ class Studio:
 
         return self._start("subject", list(self.subject_images), [caption] * len(self.subject_images), steps, done)
 
+    def _busy(self, what: str) -> Busy:
+        job = self.job
+        doing = job.doing() if job is not None and job.state == "running" else "the model is in use"
+        return Busy(f"busy: {doing}; {what}")
+
     def _start(self, kind: str, images, captions, steps: int, done) -> Job:
         if not 1 <= steps <= 5000:
             raise UserError(f"steps must be in 1..5000, got {steps}")
         if not self._model.acquire(blocking=False):
-            raise Busy("a training is already running; wait for it to finish")
+            raise self._busy("wait for it to finish or cancel it")
         try:
             job = Job(kind=kind, total=steps)
             self.job = job
@@ -165,11 +188,15 @@ class Studio:
         try:
             def progress(i, n, losses):
                 job.step, job.loss = i, losses["loss"]
+                if job.cancel:
+                    raise Cancelled()
 
             theta = train_adapter(self.base, images, captions, self.adapter_cfg,
                                   TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress)
             done(theta, job)
             job.state = "done"
+        except Cancelled:  # the previous adapter stays in place
+            job.state = "cancelled"
         except Exception as e:  # shown on the page; the previous adapter stays in place
             job.state, job.error = "failed", str(e)
         finally:
@@ -189,6 +216,8 @@ class Studio:
         if not 0 <= gamma <= 1:
             raise UserError(f"gamma must be in [0, 1], got {gamma}")
         if self.adapter is None:
+            if self.job is not None and self.job.state == "running":
+                raise self._busy("generate when it has finished")
             raise UserError("train an adapter first")
         if style_round is not None and style_round not in self.rounds:
             raise UserError(f"no round {style_round}; trained rounds: {sorted(self.rounds)}")
@@ -196,7 +225,8 @@ class Studio:
             raise UserError("train a subject adapter first (subject section)")
         style = self.rounds[style_round][0] if style_round is not None else self.adapter
         if not self._model.acquire(blocking=False):
-            raise Busy("the model is busy training; generate when the training has finished")
+            raise self._busy("generate when it has finished")
+        number = style_round if style_round is not None else self.round
         try:
             full = style_prompt(prompt, self.descriptor)
             cfg = SampleConfig(steps=steps, seed=seed)
@@ -213,16 +243,46 @@ class Studio:
             self._model.release()
         rows = []
         with self._state:
-            for im in images:
-                row = {"id": len(self.images), "prompt": prompt, "file": f"images/{len(self.images)}.png"}
+            self.batches += 1
+            for k, im in enumerate(images):
+                row = {"id": len(self.images), "prompt": prompt, "file": f"images/{len(self.images)}.png",
+                       "round": number, "seed": seed + k, "batch": self.batches, "subject": subject}
                 save_png(self.dir / row["file"], im)
                 self.images.append(row)
                 rows.append(row)
         return rows
 
+    def cancel(self) -> dict:
+        """Ask the running training to stop at its next step; the previous adapter stays."""
+        job = self.job
+        if job is None or job.state != "running":
+            raise UserError("no training is running")
+        job.cancel = True
+        return job.public()
+
+    def set_picks(self, ids: list[int]) -> list[int]:
+        known = {r["id"] for r in self.images}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise UserError(f"unknown image ids: {missing[:10]}")
+        with self._state:
+            self.picks = sorted(set(ids))
+        return self.picks
+
+    @staticmethod
+    def public_image(row: dict) -> dict:
+        keys = ("id", "prompt", "round", "seed", "batch", "subject")
+        return {k: row[k] for k in keys} | {"url": f"/api/{row['file']}"}
+
     def status(self) -> dict:
         return {"references": len(self.references), "subject_images": len(self.subject_images),
                 "round": self.round, "rounds": sorted(self.rounds), "descriptor": self.descriptor,
-                "adapter": self.adapter_file.name if self.adapter_file else None,
+                "content": self.content, "adapter": self.adapter_file.name if self.adapter_file else None,
                 "subject": self.subject_caption if self.subject is not None else None,
-                "job": asdict(self.job) if self.job else None}
+                "job": self.job.public() if self.job else None,
+                "busy": self.job.doing() if self.job is not None and self.job.state == "running" else None}
+
+    def state(self) -> dict:
+        """Everything the page shows, so that a reload restores it: status, the gallery and the ticks."""
+        with self._state:
+            return self.status() | {"images": [self.public_image(r) for r in self.images], "picks": list(self.picks)}
