@@ -155,63 +155,105 @@ def server(base, tmp_path):
 
 
 @needs_chromium
-def test_browser_upload_train_generate_tick_round2_download(server, tmp_path):
+def test_browser_whole_flow_with_reload(server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    driver = chromium(downloads)
+    driver = chromium(downloads, size=(1280, 800))
     wait = WebDriverWait(driver, 120)
+    state = lambda d, id: d.find_element(By.ID, id).get_attribute("data-state")  # noqa: E731
     try:
         driver.get(server)
         ref = tmp_path / "ref.png"
-        ref.write_bytes(_png())
+        ref.write_bytes(_png(100))
         bad = tmp_path / "notes.txt"
         bad.write_text("not an image")
         driver.find_element(By.ID, "ref-files").send_keys(str(bad))
         wait.until(lambda d: "notes.txt" in d.find_element(By.ID, "error").text)
+        assert "BytesIO" not in driver.find_element(By.ID, "error").text
         driver.find_element(By.ID, "ref-files").send_keys(str(ref))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#refs img")) == 1)
+        assert "resized 100x100" in driver.find_element(By.ID, "ref-notes").text  # the note stays readable
 
         driver.find_element(By.ID, "descriptor").send_keys("in pop art style")
         steps = driver.find_element(By.ID, "steps")
         steps.clear()
         steps.send_keys("4")
         driver.find_element(By.ID, "train-btn").click()
-        wait.until(lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "done")
+        wait.until(lambda d: state(d, "status") == "done")
         assert driver.find_element(By.ID, "progress").get_attribute("value") == "4"
+        assert driver.find_element(By.ID, "busy").text == "" and driver.find_element(By.ID, "error").text == ""
+
+        # the main elements are on screen at 1280x800
+        for id in ("ref-files", "train-btn", "descriptor", "refs"):
+            el = driver.find_element(By.ID, id)
+            assert el.is_displayed() and el.rect["x"] + el.rect["width"] <= 1280, id
+        driver.save_screenshot(str(tmp_path / "studio.png"))
+        assert (tmp_path / "studio.png").stat().st_size > 10_000
 
         driver.find_element(By.ID, "prompt").send_keys("a boat")
         n = driver.find_element(By.ID, "n")
         n.clear()
         n.send_keys("3")
+        assert driver.find_element(By.ID, "lambda-a-value").text == "0.5"  # the sliders show their defaults
         driver.find_element(By.ID, "generate-btn").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3)
+        captions = [f.text for f in driver.find_elements(By.CSS_SELECTOR, ".batch figcaption")]
+        assert "seed 0" in captions[0] and "round 1" in driver.find_element(By.CSS_SELECTOR, ".batch h3").text
         picks = driver.find_elements(By.CSS_SELECTOR, "input.pick")
         picks[0].click()
         picks[2].click()
+        wait.until(lambda d: d.find_element(By.ID, "picked").text == "2 ticked")
+        driver.find_element(By.CSS_SELECTOR, ".batch img").click()  # enlarge
+        wait.until(lambda d: d.find_element(By.ID, "lightbox").is_displayed())
+        assert driver.find_element(By.ID, "lightbox-img").size["width"] == 512
+        driver.find_element(By.ID, "lightbox").click()
+
+        # a reload keeps the gallery, the ticks and the descriptor the server holds
+        driver.refresh()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3)
+        assert [c.is_selected() for c in driver.find_elements(By.CSS_SELECTOR, "input.pick")] == [True, False, True]
+        assert driver.find_element(By.ID, "descriptor").get_attribute("value") == "in pop art style"
+        assert driver.find_element(By.ID, "round2-btn").text == "Train round 2"
+
         driver.find_element(By.ID, "round2-btn").click()
-        wait.until(lambda d: d.find_element(By.ID, "download").get_attribute("data-round") == "2"
-                   and d.find_element(By.ID, "status").get_attribute("data-state") == "done")
-        driver.find_element(By.ID, "download").click()
+        wait.until(lambda d: state(d, "round-status") == "done")
+        assert driver.find_element(By.ID, "round2-btn").text == "Train round 3"  # the next one, named
+        driver.find_element(By.CSS_SELECTOR, "#round-downloads a").click()
         wait.until(lambda d: any(p.suffix == ".safetensors" for p in downloads.iterdir()))
         got = next(p for p in downloads.iterdir() if p.suffix == ".safetensors")
         assert got.name == "styledrop-round2.safetensors"
         shutil.copy(got, tmp_path / "check.safetensors")
 
-        # subject tab: upload the subject, train it, then draw it in the chosen round's style
+        # a long training shows who is busy, refuses generation in words, and can be cancelled
+        steps = driver.find_element(By.ID, "steps")  # the page was reloaded
+        steps.clear()
+        steps.send_keys("3000")
+        driver.find_element(By.ID, "train-btn").click()
+        wait.until(lambda d: d.find_element(By.ID, "busy").text.startswith("busy: round 1 is training"))
+        driver.find_element(By.ID, "cancel-btn").click()
+        wait.until(lambda d: state(d, "status") == "cancelled")
+        wait.until(lambda d: d.find_element(By.ID, "busy").text == "")
+
+        # subject: upload, train, then draw it in the chosen round's style
         driver.find_element(By.ID, "subject-files").send_keys(str(ref))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#subject-refs img")) == 1)
         driver.find_element(By.ID, "subject-class").send_keys("fish")
+        steps.clear()
+        steps.send_keys("3")
         driver.find_element(By.ID, "subject-train-btn").click()
-        wait.until(lambda d: "a [v] fish" in d.find_element(By.ID, "subject-status").text)
+        wait.until(lambda d: state(d, "subject-status") == "done")
         driver.find_element(By.ID, "use-subject").click()
         prompt = driver.find_element(By.ID, "prompt")
         prompt.clear()
         prompt.send_keys("a [v] fish")
         driver.find_element(By.ID, "generate-btn").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 6)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3 + 8 or d.find_element(
+            By.ID, "error").text)  # the image count is back to its default 8 after the reload
+        assert driver.find_element(By.ID, "error").text == ""
+        assert "+ subject" in driver.find_elements(By.CSS_SELECTOR, ".batch h3")[0].text  # newest batch first
     finally:
         driver.quit()
     meta = load_tensors(tmp_path / "check.safetensors")[1]
