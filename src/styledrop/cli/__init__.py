@@ -7,7 +7,16 @@ import sys
 from rich.markup import escape
 
 from ..io import UserError
-from . import adapter_cmds, base_cmds, encoder_cmds, feedback_cmds, report_cmds, ui_cmds, world_cmds  # noqa: F401  (registers the commands)
+from . import (  # noqa: F401  (registers the commands)
+    adapter_cmds,
+    base_cmds,
+    encoder_cmds,
+    feedback_cmds,
+    report_cmds,
+    restyle_cmds,
+    ui_cmds,
+    world_cmds,
+)
 from .common import app, err
 
 

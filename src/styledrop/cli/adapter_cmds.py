@@ -24,7 +24,7 @@ from .base_cmds import (
 from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
 
 
-def _read_images(paths: list[Path], size: int) -> list:
+def read_images(paths: list[Path], size: int) -> list:
     """Images at the base's resolution, with a note for each conversion."""
     from ..io import load_image
     images = []
@@ -97,7 +97,7 @@ def train(
     except ValueError as e:
         fail(str(e))
     model = load_base(base, device, dtype, compile)
-    images = _read_images(paths, model.image_size)
+    images = read_images(paths, model.image_size)
     captions = [caption] * len(images)
     if subject and prior:
         class_prompt = f"{world.article(class_noun)} {class_noun}"

@@ -52,16 +52,17 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]  # ids (B, N) -> logits (B, N,
 
 @torch.no_grad()
 def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, cfg: SampleConfig,
-                  device="cpu", start: torch.Tensor | None = None) -> torch.Tensor:
+                  device="cpu", start: torch.Tensor | None = None, first_step: int = 0) -> torch.Tensor:
     """Run the MaskGIT loop; returns token ids (B, N) with no mask left.
 
-    ``start`` (B, N): begin from these ids instead of an all-mask grid; their known tokens are never re-masked."""
+    ``start`` (B, N): begin from these ids instead of an all-mask grid; their known tokens are never re-masked.
+    ``first_step``: skip the schedule's first steps (editing: start where the schedule masks what is masked)."""
     generators = [torch.Generator(device="cpu").manual_seed(cfg.seed + i) for i in range(batch)]
     if start is None:
         ids = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
     else:
         ids = start.to(device)
-    for step in range(cfg.steps):
+    for step in range(first_step, cfg.steps):
         ids = schedule.unmask_step(ids, logits_fn(ids), step, cfg.steps, mask_id,
                                    generators=generators, temperature=cfg.temperature,
                                    token_temperature=cfg.token_temperature, confidence=cfg.confidence)
