@@ -211,10 +211,25 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         assert driver.find_element(By.ID, "lightbox-img").size["width"] == 512
         driver.find_element(By.ID, "lightbox").click()
 
+        # restyle a picture: the input is shown beside its restyled versions
+        driver.find_element(By.ID, "restyle-file").send_keys(str(ref))
+        n_restyle = driver.find_element(By.ID, "restyle-n")
+        n_restyle.clear()
+        n_restyle.send_keys("2")
+        driver.find_element(By.ID, "restyle-btn").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 5)
+        newest = driver.find_elements(By.CSS_SELECTOR, ".batch")[0]
+        assert "restyled at strength 0.6" in newest.text and newest.find_element(By.CSS_SELECTOR, "figure.input")
+        picks = driver.find_elements(By.CSS_SELECTOR, "input.pick")
+        picks[2].click()  # the restyled ones come first now; untick and re-tick by id below
+        picks[2].click()
+
         # a reload keeps the gallery, the ticks and the descriptor the server holds
         driver.refresh()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3)
-        assert [c.is_selected() for c in driver.find_elements(By.CSS_SELECTOR, "input.pick")] == [True, False, True]
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 5)
+        ticked = [int(c.get_attribute("data-id")) for c in driver.find_elements(By.CSS_SELECTOR, "input.pick")
+                  if c.is_selected()]
+        assert sorted(ticked) == [0, 2]
         assert driver.find_element(By.ID, "descriptor").get_attribute("value") == "in pop art style"
         assert driver.find_element(By.ID, "round2-btn").text == "Train round 2"
 
@@ -250,7 +265,7 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         prompt.clear()
         prompt.send_keys("a [v] fish")
         driver.find_element(By.ID, "generate-btn").click()
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3 + 8 or d.find_element(
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 5 + 8 or d.find_element(
             By.ID, "error").text)  # the image count is back to its default 8 after the reload
         assert driver.find_element(By.ID, "error").text == ""
         assert "+ subject" in driver.find_elements(By.CSS_SELECTOR, ".batch h3")[0].text  # newest batch first

@@ -183,3 +183,24 @@ def test_fifty_concurrent_mixed_requests_on_loopback(base, tmp_path):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_restyle_over_http(base, tmp_path):
+    studio = Studio(base, tmp_path / "ui")
+    client = _client(studio)
+    pic = ("file", ("cat.png", _png(90), "image/png"))
+    assert "train an adapter first" in client.post("/api/restyle", files=[pic]).json()["error"]
+    client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
+    client.post("/api/train", json={"descriptor": "in pop art style", "steps": 2})
+    _wait(client)
+    r = client.post("/api/restyle", files=[pic], data={"strength": "0.5", "n": "2", "seed": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(i["seed"], i["strength"]) for i in body["images"]] == [(3, 0.5), (4, 0.5)]
+    assert client.get(body["input"]).headers["content-type"] == "image/png"
+    for strength in ("0", "1.5", "nan"):
+        r = client.post("/api/restyle", files=[pic], data={"strength": strength})
+        assert r.status_code == 400 and "strength must be in (0, 1]" in r.json()["error"], strength
+    r = client.post("/api/restyle", files=[("file", ("notes.txt", b"hi", "text/plain"))])
+    assert r.status_code == 400 and "notes.txt" in r.json()["error"]
+    assert len(client.get("/api/state").json()["images"]) == 2  # nothing added by the refused ones

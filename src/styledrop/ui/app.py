@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
@@ -204,6 +204,18 @@ def create_app(studio: Studio, host: str = "127.0.0.1", token: str | None = None
         rows = studio.generate(req.prompt, req.n, req.seed, req.lambda_a, req.lambda_b,
                                style_round=req.style_round, subject=req.subject, gamma=req.gamma)
         return {"images": [studio.public_image(r) for r in rows]}
+
+    @app.post("/api/restyle")
+    def restyle(file: UploadFile = File(...), strength: float = Form(0.6), n: int = Form(4, ge=1, le=64),
+                seed: int = Form(0, ge=0, le=2**32 - 1), prompt: str = Form("", max_length=MAX_PROMPT),
+                style_round: int | None = Form(None)):
+        source, rows = studio.restyle(file.filename or "upload", file.file.read(), strength, n, seed, prompt,
+                                      style_round)
+        return {"input": source, "images": [studio.public_image(r) for r in rows]}
+
+    @app.get("/api/restyle/{batch}.png")
+    def restyle_input(batch: int):
+        return _file(studio.dir / "restyle" / f"{batch}.png")
 
     @app.get("/api/images/{image_id}.png")
     def image(image_id: int):

@@ -252,6 +252,47 @@ class Studio:
                 rows.append(row)
         return rows
 
+    def restyle(self, name: str, data: bytes, strength: float, n: int = 4, seed: int = 0, prompt: str = "",
+                style_round: int | None = None) -> tuple[str, list[dict]]:
+        """Restyle one uploaded picture in the chosen round's style: (the input's URL, the new gallery rows)."""
+        from ..restyle import RestyleConfig
+        from ..restyle import restyle as run
+        try:
+            rc = RestyleConfig(strength=strength)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        if not 1 <= n <= MAX_IMAGES_PER_CALL:
+            raise UserError(f"number of images must be in 1..{MAX_IMAGES_PER_CALL}, got {n}")
+        if self.adapter is None:
+            raise self._busy("restyle when it has finished") if self.job is not None and \
+                self.job.state == "running" else UserError("train an adapter first")
+        if style_round is not None and style_round not in self.rounds:
+            raise UserError(f"no round {style_round}; trained rounds: {sorted(self.rounds)}")
+        (picture,), _ = self._decode_all([(name, data)])
+        style = self.rounds[style_round][0] if style_round is not None else self.adapter
+        number = style_round if style_round is not None else self.round
+        text = style_prompt(prompt.strip() or "a picture", self.descriptor)
+        if not self._model.acquire(blocking=False):
+            raise self._busy("restyle when it has finished")
+        try:
+            images, _ = run(self.base, [picture] * n, [text] * n, SampleConfig(seed=seed), rc, style,
+                            DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B)
+        finally:
+            self._model.release()
+        with self._state:
+            self.batches += 1
+            source = f"restyle/{self.batches}.png"
+            save_png(self.dir / source, picture)
+            rows = []
+            for k, im in enumerate(images):
+                row = {"id": len(self.images), "prompt": text, "file": f"images/{len(self.images)}.png",
+                       "round": number, "seed": seed + k, "batch": self.batches, "subject": False,
+                       "input": source, "strength": strength}
+                save_png(self.dir / row["file"], im)
+                self.images.append(row)
+                rows.append(row)
+        return f"/api/{source}", rows
+
     def cancel(self) -> dict:
         """Ask the running training to stop at its next step; the previous adapter stays."""
         job = self.job
@@ -272,7 +313,8 @@ class Studio:
     @staticmethod
     def public_image(row: dict) -> dict:
         keys = ("id", "prompt", "round", "seed", "batch", "subject")
-        return {k: row[k] for k in keys} | {"url": f"/api/{row['file']}"}
+        extra = {"input": f"/api/{row['input']}", "strength": row["strength"]} if "input" in row else {}
+        return {k: row[k] for k in keys} | {"url": f"/api/{row['file']}"} | extra
 
     def status(self) -> dict:
         return {"references": len(self.references), "subject_images": len(self.subject_images),
