@@ -32,8 +32,9 @@ def main():
     ap.add_argument("--styles", nargs="*", default=list(world.HELDOUT_STYLES))
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/restyle"))
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load()
     inputs = world.batch(args.images, 21, world.pairs("pretrain"))
     pictures = [s.image for s in inputs]
