@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .styles import _X, _Y, SIZE, Canvas, blur, checker, dots, grid_lines, mix, noise, over, pixelate, stripes
+from .styles import SIZE, Canvas, _texture, blur, mix, over, pixelate
 
 COLOURS = {
     "red": (0.9, 0.12, 0.12), "orange": (1.0, 0.55, 0.05), "yellow": (1.0, 0.9, 0.1),
@@ -157,28 +157,16 @@ def parse_look(descriptor: str) -> Look:
     return look
 
 
+# the style space's texture names -> the varied painter's (styles._texture draws scale, angle and phase)
+_TEXTURE_OF = {"plain": "plain", "striped": "stripes", "dotted": "dots", "checkered": "checker", "gridded": "grid",
+               "shaded": "gradient"}
+
+
 def _pattern(c: Canvas, kind: str) -> np.ndarray:
-    """A (H, W) pattern in [0, 1] of one texture, with random scale, angle and phase."""
-    r = c.rng
-    if kind == "striped":
-        p = float(r.uniform(6, 12))
-        return stripes(p, float(r.uniform(0, 180)), c.phase(p), float(r.uniform(0.35, 0.6)))
-    if kind == "dotted":
-        p = int(r.integers(6, 11))
-        return dots(p, float(r.uniform(1.2, p / 3)), c.phase(p), c.phase(p))
-    if kind == "checkered":
-        p = int(r.integers(6, 11))
-        return checker(p, c.phase(p), c.phase(p))
-    if kind == "gridded":
-        p = int(r.integers(6, 11))
-        return grid_lines(p, c.phase(p), c.phase(p), float(r.uniform(1, 2)))
+    """A (H, W) pattern in [0, 1] of one texture; "mottled" is two-tone noise blobs."""
     if kind == "mottled":
-        return (noise(r, int(r.integers(5, 12))) > 0.5).astype(np.float32)
-    if kind == "shaded":
-        a = np.deg2rad(r.uniform(0, 360))
-        u = (_X - 31.5) * np.cos(a) + (_Y - 31.5) * np.sin(a)
-        return (u - u.min()) / (u.max() - u.min())
-    return np.zeros((SIZE, SIZE), np.float32)
+        return (_texture(c, "noise") > 0.5).astype(np.float32)
+    return _texture(c, _TEXTURE_OF[kind])
 
 
 def paint(c: Canvas, look: Look) -> np.ndarray:
