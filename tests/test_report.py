@@ -8,7 +8,7 @@ import pytest
 
 from styledrop.report import interval
 
-from .test_ui import CHROMIUM, DRIVER
+from .browser import CHROMIUM, DRIVER, chromium
 from .tiny import tiny_base
 
 
@@ -48,14 +48,8 @@ def test_report_command(cli, base, tmp_path):
 
     if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = chromium()
     try:
         driver.get(out.as_uri())
         rows = driver.find_elements(By.CSS_SELECTOR, "#table2 tr")
