@@ -118,7 +118,7 @@ def train(
         return
     if procs is not None:
         info["processes"] = procs[1]
-    info["train"] = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [p.name for p in paths],
+    info["train"] = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [str(p) for p in paths],
                      "prior": prior}
     adapters.save(out, theta, model, info)
     ckpt.unlink(missing_ok=True)

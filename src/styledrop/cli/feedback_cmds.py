@@ -71,7 +71,7 @@ def feedback(
         kept = set(record["kept"])
         files["scores.jsonl"] = jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])
         staged_dir(runs / f"round{k}", files)
-        info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": adapter.name},
+        info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": str(adapter)},
                        "train": meta["train"] | {"steps": steps, "captions": record["captions"]}}
         adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
         err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
