@@ -204,3 +204,20 @@ def test_restyle_over_http(base, tmp_path):
     r = client.post("/api/restyle", files=[("file", ("notes.txt", b"hi", "text/plain"))])
     assert r.status_code == 400 and "notes.txt" in r.json()["error"]
     assert len(client.get("/api/state").json()["images"]) == 2  # nothing added by the refused ones
+
+
+def test_cli_adapter_files_carry_no_absolute_path_and_find_their_reference(cli, base, tmp_path):
+    import shutil
+    ref = tmp_path / "work" / "refs" / "ref.png"
+    ref.parent.mkdir(parents=True)
+    ref.write_bytes(_png())
+    out = tmp_path / "work" / "adapters" / "pop.safetensors"
+    code, _, err = cli("train", "--image", ref.resolve(), "--style", "in pop art style", "--steps", 2, "--out", out,
+                       "--base", base.path)
+    assert code == 0, err
+    meta = adapters.load(out, base)[1]
+    text = json.dumps(meta)
+    assert str(tmp_path) not in text and meta["train"]["images"] == ["../refs/ref.png"] and "base_path" not in meta
+    moved = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "work", moved)  # the adapter and its reference travel together
+    assert adapters.trained_images(meta, moved / "adapters" / "pop.safetensors")[0].exists()

@@ -13,6 +13,7 @@ that is how adapter-guided sampling runs Ĝθ(t), G(t) and G(n) in one forward c
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,11 +141,27 @@ FORMAT = "styledrop-adapter/1"
 
 
 def save(path, adapter: nn.Module, base, info: dict) -> None:
-    """Safetensors with the adapter weights; metadata names the base, the adapter and the prompt."""
+    """Safetensors with the adapter weights; metadata names the base, the adapter and the prompt.
+
+    Adapter files get shared, so no absolute local path goes in: the base is named by its id and folder name,
+    and ``info["train"]["images"]`` (paths as the caller can open them) are written relative to the file."""
     from .io import save_tensors
-    # the base's id and folder name, never a local path: adapter files get shared
+    if isinstance(info.get("train", {}).get("images"), list):
+        here = Path(path).resolve().parent
+        info = info | {"train": info["train"] | {"images": [
+            os.path.relpath(Path(p).resolve(), here) for p in info["train"]["images"]]}}
     meta = adapter.meta() | {"format": FORMAT, "base_id": base.model_id(), "base_name": Path(base.path).name} | info
     save_tensors(path, adapter.state_dict(), meta)
+
+
+def trained_images(meta: dict, path) -> list[Path]:
+    """The pictures an adapter was trained on, found relative to its file (files written before that rule held
+    paths as typed: those are tried as they are too)."""
+    out = []
+    for p in meta["train"]["images"]:
+        near = Path(path).resolve().parent / p
+        out.append(near if near.exists() or Path(p).is_absolute() else Path(p))
+    return out
 
 
 def load(path, base) -> tuple[nn.Module, dict]:

@@ -223,7 +223,7 @@ def evaluate_style(
     from .common import png_bytes
     model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
-    ref_path = reference or Path(meta["train"]["images"][0])
+    ref_path = reference or adapters.trained_images(meta, adapter)[0]
     ref, _ = load_image(ref_path, model.image_size)
     report = run(model, Oracles.load(), theta, meta, ref, sample_config(steps, lambda_b + 1, 0, token_temperature),
                  lambda_a, lambda_b, seeds)
@@ -274,8 +274,8 @@ def evaluate_compose(
     theta_c, meta_c = adapters.load(subject, model)
     for warning in role_warnings(meta_s, meta_c):
         err.print(f"warning: {warning}")
-    style_ref = load_image(meta_s["train"]["images"][0], model.image_size)[0]
-    subject_images = [load_image(p, model.image_size)[0] for p in meta_c["train"]["images"]]
+    style_ref = load_image(adapters.trained_images(meta_s, style)[0], model.image_size)[0]
+    subject_images = [load_image(p, model.image_size)[0] for p in adapters.trained_images(meta_c, subject)]
     report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
                  sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a,
                  lambda_b=lambda_b, seeds=seeds, subject_images=subject_images)

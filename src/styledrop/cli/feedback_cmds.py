@@ -61,7 +61,8 @@ def feedback(
     theta, meta = adapters.load(adapter, model)
     if meta.get("role", "style") != "style":
         err.print(f"warning: {adapter} is a {meta.get('role')} adapter, not a style adapter")
-    references = [load_image(p, model.image_size)[0] for p in meta["train"]["images"]]
+    paths = adapters.trained_images(meta, adapter)
+    references = [load_image(p, model.image_size)[0] for p in paths]
     runs = runs or out.with_name(out.name + ".rounds")
     t = time.time()
 
@@ -71,8 +72,8 @@ def feedback(
         kept = set(record["kept"])
         files["scores.jsonl"] = jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])
         staged_dir(runs / f"round{k}", files)
-        info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": str(adapter)},
-                       "train": meta["train"] | {"steps": steps, "captions": record["captions"]}}
+        info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": adapter.name},
+                       "train": meta["train"] | {"steps": steps, "captions": record["captions"], "images": paths}}
         adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
         err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
                   f"{time.time() - t:.0f}s so far")
