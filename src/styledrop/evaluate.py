@@ -63,19 +63,6 @@ def base_prompt_set(per_group: int = 48, seed: int = 0) -> dict[str, list[tuple[
     return out
 
 
-def zero_shot(scorer, tokenizer, samples: list[world.Sample]) -> dict:
-    """CLIP retrieval: pick the content prompt / style prompt closest to each image."""
-    img = image_embeds(scorer, [s.image for s in samples])
-    c_txt = text_embeds(scorer, tokenizer, [world.caption(c, None) for c in world.CONTENTS])
-    s_txt = text_embeds(scorer, tokenizer, [world.style_caption(s) for s in world.STYLE_NAMES])
-    c_pred = (img @ c_txt.T).argmax(-1)
-    s_pred = (img @ s_txt.T).argmax(-1)
-    return {
-        "content_acc": float(np.mean([world.CONTENTS[i] == s.content for i, s in zip(c_pred, samples)])),
-        "style_acc": float(np.mean([world.STYLE_NAMES[i] == s.style for i, s in zip(s_pred, samples)])),
-    }
-
-
 def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48, progress=None) -> dict:
     """Oracle accuracies and CLIP-T of base-model samples for pretraining pairs, held-out pairs
     of seen styles and contents, and held-out styles."""

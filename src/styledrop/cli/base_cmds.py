@@ -117,7 +117,7 @@ def pretrain(
                 tasks[stage] = bar.add_task(stage, total=n, info="")
             bar.update(tasks[stage], completed=i, info=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
         run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage)
-    made = out or DEFAULT_BASE if stage == "all" else work / {"vq": "vqvae", "clip": "clip"}[stage]
+    made = (out or DEFAULT_BASE) if stage == "all" else work / {"vq": "vqvae", "clip": "clip"}[stage]
     err.print(f"pretrained in {(time.time() - t) / 60:.1f} min -> {made}")
 
 

@@ -142,6 +142,6 @@ def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
 PRESETS = {
     "v1": PretrainConfig(),
     # 16x16 tokens, a wider codec and 4x the codes, on half named styles / half style space (docs/experiments.md)
-    "v2": PretrainConfig(vq=VQTrainConfig(steps=4500, levels=2, channels=64, codebook_size=4096, space=0.5),
+    "v2": PretrainConfig(vq=VQTrainConfig(steps=6000, levels=2, channels=64, codebook_size=4096, space=0.5),
                          clip=ClipTrainConfig(steps=5000, space=0.5, content_only=0.4)),
 }
