@@ -50,11 +50,11 @@ def sample_config(steps: int, guidance: float, seed: int, token_temperature: flo
         fail(str(e))
 
 
-def write_images(out: Path, images, rows: list[dict]) -> None:
-    """One PNG per image, grid.png and metadata.jsonl, all or nothing."""
+def write_images(out: Path, images, rows: list[dict], grid=None) -> None:
+    """One PNG per image, grid.png (``grid``, or all the images tiled) and metadata.jsonl, all or nothing."""
     from .. import world
     files = {r["file"]: png_bytes(im) for r, im in zip(rows, images)}
-    files["grid.png"] = png_bytes(world.grid(list(images)))
+    files["grid.png"] = png_bytes(grid if grid is not None else world.grid(list(images)))
     files["metadata.jsonl"] = jsonl(rows)
     staged_dir(out, files)
 

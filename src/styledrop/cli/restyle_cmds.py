@@ -10,8 +10,16 @@ import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from ..restyle import SELECTS, RestyleConfig
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, TOKEN_TEMPERATURE_HELP, load_base, sample_config
-from .common import app, err, fail, jsonl, png_bytes
+from .base_cmds import (
+    BASE_HELP,
+    DEVICE_HELP,
+    DTYPE_HELP,
+    TOKEN_TEMPERATURE_HELP,
+    load_base,
+    sample_config,
+    write_images,
+)
+from .common import app, err, fail
 
 
 @app.command()
@@ -66,11 +74,7 @@ def restyle(
              "prompt": text, "seed": seed + i, "redrawn": int(remasked[i].sum()), "steps": steps,
              "lambda_a": lambda_a, "lambda_b": lambda_b, "adapter": adapter.name if adapter else None,
              "base_id": model.model_id()} for i in range(len(images))]
-    files = {r["file"]: png_bytes(im) for r, im in zip(rows, images)}
-    grid_rows = [[pictures[j]] + list(images[j * n:(j + 1) * n]) for j in range(len(pictures))]
-    files["grid.png"] = png_bytes(world.grid([im for row in grid_rows for im in row], cols=n + 1))
-    files["metadata.jsonl"] = jsonl(rows)
-    from ..io import staged_dir
-    staged_dir(out, files)
+    beside = [im for j, p in enumerate(pictures) for im in [p, *images[j * n:(j + 1) * n]]]  # each input, its outputs
+    write_images(out, images, rows, grid=world.grid(beside, cols=n + 1))
     err.print(f"restyled {len(pictures)} picture(s) x {n} at strength {strength} into {out} "
               f"({len(images) / (time.time() - t):.1f} images/s)")

@@ -241,12 +241,20 @@ class Studio:
                         self.base, ps, lambda_b=lambda_b, adapter=style, lambda_a=lambda_a))
         finally:
             self._model.release()
+        return self._add_batch(images, {"prompt": prompt, "round": number, "subject": subject}, seed)
+
+    def _add_batch(self, images, fields: dict, seed: int, source: np.ndarray | None = None) -> list[dict]:
+        """Save one batch into the gallery: a row per image with ``fields``, its seed and the batch number;
+        ``source``: the restyled input, saved once for the batch and named in every row."""
         rows = []
         with self._state:
             self.batches += 1
+            if source is not None:
+                fields = fields | {"input": f"restyle/{self.batches}.png"}
+                save_png(self.dir / fields["input"], source)
             for k, im in enumerate(images):
-                row = {"id": len(self.images), "prompt": prompt, "file": f"images/{len(self.images)}.png",
-                       "round": number, "seed": seed + k, "batch": self.batches, "subject": subject}
+                row = {"id": len(self.images), "file": f"images/{len(self.images)}.png", "seed": seed + k,
+                       "batch": self.batches} | fields
                 save_png(self.dir / row["file"], im)
                 self.images.append(row)
                 rows.append(row)
@@ -279,19 +287,9 @@ class Studio:
                             DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B)
         finally:
             self._model.release()
-        with self._state:
-            self.batches += 1
-            source = f"restyle/{self.batches}.png"
-            save_png(self.dir / source, picture)
-            rows = []
-            for k, im in enumerate(images):
-                row = {"id": len(self.images), "prompt": text, "file": f"images/{len(self.images)}.png",
-                       "round": number, "seed": seed + k, "batch": self.batches, "subject": False,
-                       "input": source, "strength": strength}
-                save_png(self.dir / row["file"], im)
-                self.images.append(row)
-                rows.append(row)
-        return f"/api/{source}", rows
+        rows = self._add_batch(images, {"prompt": text, "round": number, "subject": False, "strength": strength},
+                               seed, source=picture)
+        return f"/api/{rows[0]['input']}", rows
 
     def cancel(self) -> dict:
         """Ask the running training to stop at its next step; the previous adapter stays."""
