@@ -14,6 +14,7 @@ import torch
 from styledrop.eval_encoders import evaluate_clip
 from styledrop.muse.text import build_tokenizer
 from styledrop.muse.train_clip import ClipTrainConfig, train_clip
+from styledrop.scorer import Scorer
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
     t = time.time()
     clip = train_clip(cfg, tokenizer)
     out = {"config": cfg.recipe(), "steps": args.steps, "s_per_step": round((time.time() - t) / args.steps, 3)}
-    for split, r in evaluate_clip(clip, tokenizer, args.n_eval).items():
+    for split, r in evaluate_clip(Scorer(clip, tokenizer, None, "proxy"), args.n_eval).items():
         out[split] = {k: round(v, 3) for k, v in r.items()}
     print(json.dumps(out))
 

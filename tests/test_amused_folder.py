@@ -35,7 +35,7 @@ def test_train_sample_feedback_compose_on_an_amused_folder(cli, folder, tmp_path
     assert Image.open(tmp_path / "samples" / "0000.png").size == (32, 32)
 
     r2 = tmp_path / "r2.safetensors"
-    code, _, err = cli("feedback", "--adapter", style, "--out", r2, "--select", "random", "--prompts", 2,
+    code, _, err = cli("feedback", "--adapter", style, "--out", r2, "--select", "random", "--n-prompts", 2,
                        "--per-prompt", 2, "--steps", 2, "--base", folder)
     assert code == 0, err
     assert adapters.load(r2, base)[1]["round"] == 2

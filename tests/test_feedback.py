@@ -54,7 +54,7 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
     assert cli("train", "--image", ref, "--style", "in molten lava style", "--content", "a house", "--out", r1,
                "--steps", 2, "--batch", 2, "--base", base.path)[0] == 0
     r2 = tmp_path / "r2.safetensors"
-    code, _, err = cli("feedback", "--adapter", r1, "--out", r2, "--select", "random", "--prompts", 2,
+    code, _, err = cli("feedback", "--adapter", r1, "--out", r2, "--select", "random", "--n-prompts", 2,
                        "--per-prompt", 2, "--steps", 2, "--rounds", 2, "--base", base.path)
     assert code == 0, err
     _, meta = adapters.load(r2, base)
@@ -78,7 +78,7 @@ def test_feedback_refuses_keep_above_n_and_an_empty_selection(cli, base, tmp_pat
                "--steps", 2, "--batch", 2, "--base", base.path)[0] == 0
     out = tmp_path / "r2.safetensors"
     code, _, err = cli("feedback", "--adapter", r1, "--out", out, "--select", "oracle", "--keep", 5,
-                       "--prompts", 2, "--per-prompt", 2, "--base", base.path)
+                       "--n-prompts", 2, "--per-prompt", 2, "--base", base.path)
     assert code == 2 and "--keep 5 is more than the 4 images" in err and not out.exists()
 
 

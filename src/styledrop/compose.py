@@ -109,15 +109,17 @@ class composed:
 
 def evaluate_compose(base, oracles, style, style_meta: dict, subject, subject_meta: dict, style_reference,
                      cfg, *, gamma: float, lambda_a: float, lambda_b: float, seeds: int = 8,
-                     modes: tuple[str, ...] = MODES, subject_images=None) -> dict:
+                     modes: tuple[str, ...] = MODES, subject_images=None, scorer=None) -> dict:
     """Per compose mode: oracle ``style_acc`` (the style reference's style, as the oracle sees it),
-    ``subject_acc`` (drawn as the subject's class), ``clip_t`` against "a CLASS + descriptor"."""
+    ``subject_acc`` (drawn as the subject's class), ``clip_t`` against "a CLASS + descriptor" (with a scorer:
+    ``scorer``, else the base's own). Without oracles (a base that is not the toy world's) only ``clip_t``."""
     from . import world
-    from .evaluate import clip_t
     from .muse.sampler import generate
-    target_style = oracles.classify([style_reference])[0]["style"]
+    from .scorer import Scorer
+    scorer = scorer or Scorer.of_base(base)
+    target_style = oracles.classify([style_reference])[0]["style"] if oracles is not None else None
     cls = subject_meta.get("class", "")
-    if cls not in world.CONTENTS and subject_images is not None:  # a class the oracle does not know by name
+    if oracles is not None and cls not in world.CONTENTS and subject_images is not None:  # unknown to the oracle
         views = [p["content"] for p in oracles.classify(list(subject_images))]
         cls = max(set(views), key=views.count)
     descriptor = style_meta.get("style", "")
@@ -130,13 +132,15 @@ def evaluate_compose(base, oracles, style, style_meta: dict, subject, subject_me
             images = generate(base, prompts, cfg, logits_fn_for=lambda ps: compose_logits_fn(
                 base, ps, descriptor, style, subject, mode=mode, gamma=gamma, lambda_a=lambda_a,
                 lambda_b=lambda_b, merged=merged))
-        preds = oracles.classify(list(images))
-        r = {"style_acc": sum(p["style"] == target_style for p in preds) / seeds,
-             "subject_acc": sum(p["content"] == cls for p in preds) / seeds}
-        if base.scorer is not None:
-            text = style_prompt(f"{world.article(cls)} {cls}", descriptor)
-            r["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), [text] * seeds).mean())
-        r["mean"] = (r["style_acc"] + r["subject_acc"]) / 2
+        r = {}
+        if oracles is not None:
+            preds = oracles.classify(list(images))
+            r = {"style_acc": sum(p["style"] == target_style for p in preds) / seeds,
+                 "subject_acc": sum(p["content"] == cls for p in preds) / seeds}
+            r["mean"] = (r["style_acc"] + r["subject_acc"]) / 2
+        if scorer is not None:
+            text = style_prompt(f"{world.article(cls)} {cls}" if cls else prompt, descriptor)
+            r["clip_t"] = float(scorer.clip_t(images, [text] * seeds).mean())
         report[mode] = r
         report.setdefault("images", {})[mode] = images
     return report

@@ -15,10 +15,11 @@ import torch
 from transformers import CLIPModel, CLIPTokenizer
 
 from . import world
-from .evaluate import evaluate_vq, image_embeds, text_embeds
+from .evaluate import evaluate_vq
 from .io import UserError
 from .muse.base import load_vq
 from .oracle import Oracles, to_tensor
+from .scorer import Scorer
 
 SPLITS = (*world.SPLITS, "space")
 
@@ -32,14 +33,15 @@ def load_vq_part(folder: Path):
         raise UserError(f"cannot load the VQ tokenizer in {folder / 'vqvae'}: {e}") from None
 
 
-def load_clip_part(folder: Path) -> tuple[CLIPModel, CLIPTokenizer]:
-    """The whole CLIP (image and text towers) and its tokenizer."""
+def load_clip_part(folder: Path) -> Scorer:
+    """The whole CLIP (image and text towers) with its tokenizer, as a scorer of raw world pictures."""
     clip = next((folder / d for d in ("clip_scorer", "clip") if (folder / d / "config.json").is_file()), None)
     if clip is None:
         raise UserError(f"{folder} has no CLIP image tower: expected {folder / 'clip_scorer'}/ (a base) or "
                         f"{folder / 'clip'}/ (pretraining stages); a real aMUSEd folder has only CLIP's text tower")
     try:
-        return CLIPModel.from_pretrained(clip).eval(), CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        model, tokenizer = CLIPModel.from_pretrained(clip).eval(), CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        return Scorer(model, tokenizer, None, str(clip))
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot load the CLIP in {clip}: {e}") from None
 
@@ -66,18 +68,18 @@ def _retrieval(img: torch.Tensor, texts: torch.Tensor, truth: list[int]) -> floa
     return float(np.mean([int(i) == t for i, t in zip((img @ texts.T).argmax(-1), truth)]))
 
 
-def evaluate_clip(clip, tokenizer, n: int = 200, seed: int = 8) -> dict:
+def evaluate_clip(scorer: Scorer, n: int = 200, seed: int = 8) -> dict:
     """Per split, zero-shot on fresh renders:
     - ``content_acc``: the right "a {content}" prompt is the closest of all contents';
     - ``style_acc``: the right "a picture in {descriptor}" is the closest of all named styles' (named styles);
     - ``caption_rank1``: the picture's own caption scores above the same caption with each other content."""
-    contents = text_embeds(clip, tokenizer, [world.caption(c, None) for c in world.CONTENTS])
-    styles = text_embeds(clip, tokenizer, [world.style_caption(s) for s in world.STYLE_NAMES])
+    contents = scorer.text_embeds([world.caption(c, None) for c in world.CONTENTS])
+    styles = scorer.text_embeds([world.style_caption(s) for s in world.STYLE_NAMES])
     out = {}
     for split in SPLITS:
         choices = world.choose_pairs("pretrain", world.SPACE) if split == "space" else world.pairs(split)
         samples = world.batch(n, seed, choices)
-        img = image_embeds(clip, [s.image for s in samples])
+        img = scorer.image_embeds([s.image for s in samples])
         r = {"content_acc": _retrieval(img, contents, [world.CONTENTS.index(s.content) for s in samples])}
         if split != "space":
             r["style_acc"] = _retrieval(img, styles, [world.STYLE_NAMES.index(s.style) for s in samples])
@@ -85,7 +87,7 @@ def evaluate_clip(clip, tokenizer, n: int = 200, seed: int = 8) -> dict:
                 for s in samples for c in world.CONTENTS]
         with warnings.catch_warnings():  # a v1 tokenizer cuts style-space captions: that is part of the measure
             warnings.simplefilter("ignore")
-            txt = text_embeds(clip, tokenizer, caps).view(n, len(world.CONTENTS), -1)  # (n, contents, D)
+            txt = scorer.text_embeds(caps).view(n, len(world.CONTENTS), -1)  # (n, contents, D)
         best = torch.einsum("ncd,nd->nc", txt, img).argmax(-1)
         r["caption_rank1"] = float(np.mean([int(b) == world.CONTENTS.index(s.content) for b, s in zip(best, samples)]))
         out[split] = r | {"n": n}

@@ -3,6 +3,9 @@
 - ``clip_t``: cosine similarity of CLIP's image embedding and the prompt's text embedding.
 - ``clip_i``: cosine similarity of CLIP image embeddings (e.g. to a style reference).
 - oracle ``content_acc`` / ``style_acc``: fraction classified as the intended content / style.
+
+The CLIP is a ``scorer.Scorer`` (the base's own, or ``--scorer``). The oracles know only the toy world;
+on any other base they are None and only the CLIP scores are reported.
 """
 
 from __future__ import annotations
@@ -11,36 +14,12 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import world
 from .adapters import attached
 from .muse.sampler import SampleConfig, generate
-from .muse.text import tokenize
 from .oracle import Oracles, to_tensor
-
-
-@torch.no_grad()
-def image_embeds(scorer, images: list[np.ndarray]) -> torch.Tensor:
-    p = next(scorer.parameters())
-    pooled = scorer.vision_model(pixel_values=to_tensor(images).to(p.device, p.dtype)).pooler_output
-    return F.normalize(scorer.visual_projection(pooled).float().cpu(), dim=-1)
-
-
-@torch.no_grad()
-def text_embeds(scorer, tokenizer, prompts: list[str]) -> torch.Tensor:
-    pooled = scorer.text_model(input_ids=tokenize(tokenizer, prompts).to(scorer.device)).pooler_output
-    return F.normalize(scorer.text_projection(pooled).float().cpu(), dim=-1)
-
-
-def clip_t(scorer, tokenizer, images, prompts) -> torch.Tensor:
-    """Per-image CLIP text-image score."""
-    return (image_embeds(scorer, images) * text_embeds(scorer, tokenizer, prompts)).sum(-1)
-
-
-def clip_i(scorer, images, reference: np.ndarray) -> torch.Tensor:
-    """Per-image CLIP similarity to one reference image."""
-    return image_embeds(scorer, images) @ image_embeds(scorer, [reference])[0]
+from .scorer import Scorer
 
 
 def oracle_scores(oracles: Oracles, images, contents: list[str], styles: list[str]) -> dict:
@@ -63,16 +42,18 @@ def base_prompt_set(per_group: int = 48, seed: int = 0) -> dict[str, list[tuple[
     return out
 
 
-def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48, progress=None) -> dict:
+def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48, progress=None,
+                  scorer: Scorer | None = None) -> dict:
     """Oracle accuracies and CLIP-T of base-model samples for pretraining pairs, held-out pairs
     of seen styles and contents, and held-out styles."""
+    scorer = scorer or Scorer.of_base(base)
     report = {}
     for k, (name, pairs) in enumerate(base_prompt_set(per_group).items()):
         prompts = [world.caption(c, s) for c, s in pairs]
         images = generate(base, prompts, replace(cfg, seed=cfg.seed + 1000 * k))
         scores = oracle_scores(oracles, images, [c for c, _ in pairs], [s for _, s in pairs])
-        if base.scorer is not None:
-            scores["clip_t"] = float(clip_t(base.scorer, base.tokenizer, list(images), prompts).mean())
+        if scorer is not None:
+            scores["clip_t"] = float(scorer.clip_t(images, prompts).mean())
         report[name] = scores | {"n": len(pairs)}
         if progress:
             progress(k + 1, 3, {})
@@ -110,33 +91,42 @@ def style_prompt(content_prompt: str, descriptor: str) -> str:
     return content_prompt
 
 
-def style_eval_prompts(oracles: Oracles, reference: np.ndarray, seeds: int = 4, contents: list[str] | None = None):
-    """The reference as the oracles see it, and the (content, seed index) pairs asked of a style adapter:
-    every pretraining content except the reference's, ``seeds`` times each."""
-    ref = oracles.classify([reference])[0]
-    contents = contents or [c for c in world.PRETRAIN_CONTENTS if c != ref["content"]]
+def style_eval_prompts(oracles: Oracles | None, reference: np.ndarray, seeds: int = 4,
+                       contents: list[str] | None = None):
+    """The reference as the oracles see it (None without oracles), and the (content prompt, seed index) pairs
+    asked of a style adapter: every pretraining content except the reference's, ``seeds`` times each."""
+    ref = oracles.classify([reference])[0] if oracles is not None else None
+    contents = contents or [c for c in world.PRETRAIN_CONTENTS if ref is None or c != ref["content"]]
     return ref, [(c, k) for c in contents for k in range(seeds)]
 
 
-def style_metrics(base, oracles: Oracles, images, pairs, ref: dict, reference: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image scores of images drawn for ``pairs``: oracle style / content / leakage hits, CLIP-T, CLIP-I."""
-    preds = oracles.classify(list(images))
-    out = {
-        "style_acc": np.array([p["style"] == ref["style"] for p in preds], float),
-        "content_acc": np.array([p["content"] == c for p, (c, _) in zip(preds, pairs)], float),
-        "leakage": np.array([p["content"] == ref["content"] for p in preds], float),
-    }
-    if base.scorer is not None:
-        texts = [world.caption(c, None) for c, _ in pairs]
-        out["clip_t"] = clip_t(base.scorer, base.tokenizer, list(images), texts).numpy()
-        out["clip_i"] = clip_i(base.scorer, list(images), reference).numpy()
+def content_prompt(content: str) -> str:
+    """The prompt for a content: a world content's caption ("a cat"), any other text as it is."""
+    return world.caption(content, None) if content in world.SHAPES else content
+
+
+def style_metrics(scorer: Scorer | None, oracles: Oracles | None, images, pairs, ref: dict | None,
+                  reference: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image scores of images drawn for ``pairs``: oracle style / content / leakage hits (with oracles),
+    CLIP-T against the content prompt and CLIP-I to the reference (with a scorer)."""
+    out = {}
+    if oracles is not None:
+        preds = oracles.classify(list(images))
+        out = {
+            "style_acc": np.array([p["style"] == ref["style"] for p in preds], float),
+            "content_acc": np.array([p["content"] == c for p, (c, _) in zip(preds, pairs)], float),
+            "leakage": np.array([p["content"] == ref["content"] for p in preds], float),
+        }
+    if scorer is not None:
+        out["clip_t"] = scorer.clip_t(images, [content_prompt(c) for c, _ in pairs]).numpy()
+        out["clip_i"] = scorer.clip_i(images, reference).numpy()
     return out
 
 
 def style_samples(base, adapter, descriptor: str, pairs, cfg: SampleConfig, lambda_a: float, lambda_b: float):
     """Images for ``pairs`` with the style descriptor appended: adapter-guided, or the base alone if adapter is None."""
     from .muse.sampler import guided_logits_fn
-    prompts = [style_prompt(world.caption(c, None), descriptor) for c, _ in pairs]
+    prompts = [style_prompt(content_prompt(c), descriptor) for c, _ in pairs]
     if adapter is None:
         return generate(base, prompts, cfg, logits_fn_for=lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b))
     with attached(adapter, base.transformer):
@@ -144,19 +134,22 @@ def style_samples(base, adapter, descriptor: str, pairs, cfg: SampleConfig, lamb
             base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a))
 
 
-def evaluate_style(base, oracles: Oracles, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,
-                   lambda_a: float, lambda_b: float, seeds: int = 4, contents: list[str] | None = None) -> dict:
+def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,
+                   lambda_a: float, lambda_b: float, seeds: int = 4, contents: list[str] | None = None,
+                   scorer: Scorer | None = None) -> dict:
     """How well an adapter draws *other* contents in the reference's style, against the base alone.
 
     The reference's true content and style are what the oracles see in it. ``leakage`` is the
     fraction of images drawn as the reference's content; ``clip_t`` scores each image against
     its content prompt (without the style descriptor); ``clip_i`` is CLIP similarity to the reference.
+    ``contents`` may be world contents or any prompts (a base that is not the toy world's).
     """
+    scorer = scorer or Scorer.of_base(base)
     ref, pairs = style_eval_prompts(oracles, reference, seeds, contents)
     report = {"reference": ref, "n": len(pairs)}
     for name, theta in (("adapter", adapter), ("base", None)):
         images = style_samples(base, theta, meta.get("style", ""), pairs, cfg, lambda_a, lambda_b)
-        report[name] = {k: float(v.mean()) for k, v in style_metrics(base, oracles, images, pairs, ref,
+        report[name] = {k: float(v.mean()) for k, v in style_metrics(scorer, oracles, images, pairs, ref,
                                                                      reference).items()}
         report.setdefault("images", {})[name] = images
     return report

@@ -22,10 +22,11 @@ import torch
 
 from . import world
 from .adapters import attached
-from .evaluate import clip_i, clip_t, style_prompt
+from .evaluate import content_prompt, style_prompt
 from .io import UserError
 from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
 from .oracle import Oracles
+from .scorer import NO_SCORER, Scorer
 from .train import TrainConfig, train_adapter
 
 METHODS = ("clip", "oracle", "random", "manual")
@@ -50,10 +51,24 @@ class FeedbackConfig:
             raise ValueError("--prompts, --per-prompt and keep must be at least 1")
 
 
-def content_prompts(n: int, exclude: str | None) -> list[tuple[str, str]]:
-    """``n`` (content, prompt) pairs cycling through the world's contents, the reference's left out."""
+def content_prompts(n: int, exclude: str | None, prompts: list[str] | None = None) -> list[tuple[str, str]]:
+    """``n`` (content, prompt) pairs cycling through the world's contents (the reference's left out), or
+    through ``prompts`` (the user's own, or ``DEFAULT_PROMPTS``: their content is the prompt itself)."""
+    if prompts:
+        return [(prompts[i % len(prompts)], prompts[i % len(prompts)]) for i in range(n)]
     contents = [c for c in world.CONTENTS if c != exclude]
-    return [(contents[i % len(contents)], world.caption(contents[i % len(contents)], None)) for i in range(n)]
+    return [(contents[i % len(contents)], content_prompt(contents[i % len(contents)])) for i in range(n)]
+
+
+# Everyday subjects for a base that is not the toy world's, in the spirit of the paper's Parti prompts.
+DEFAULT_PROMPTS = (
+    "a cat sitting on a windowsill", "a red bicycle", "a lighthouse on a cliff", "a bowl of fruit",
+    "an old steam train", "a teapot", "a mountain lake at dawn", "a robot", "a cup of coffee", "a sailing boat",
+    "a dog running on the beach", "a castle", "a bunch of flowers in a vase", "a city street at night",
+    "an owl on a branch", "a hot air balloon", "a pair of boots", "a violin", "a snowy cabin in the woods",
+    "a fox", "a bridge over a river", "a pineapple", "an astronaut", "a vintage car", "a butterfly",
+    "a stack of books", "a windmill in a field", "a horse", "a piece of cake", "a tree in autumn",
+)
 
 
 def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg: FeedbackConfig) -> np.ndarray:
@@ -63,18 +78,20 @@ def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg:
                         guided_logits_fn(base, ps, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a))
 
 
-def score(base, oracles: Oracles, images: np.ndarray, prompts: list[str], per_prompt: int,
+def score(scorer: Scorer | None, oracles: Oracles | None, images: np.ndarray, prompts: list[str], per_prompt: int,
           reference: np.ndarray) -> list[dict]:
-    """Per image: its prompt, CLIP-T (vs the content prompt), CLIP-I (vs the reference), oracle view."""
+    """Per image: its prompt, CLIP-T (vs the content prompt) and CLIP-I (vs the reference) with a scorer,
+    the oracles' view with oracles."""
     texts = [p for p in prompts for _ in range(per_prompt)]
     rows = [{"id": i, "prompt": t} for i, t in enumerate(texts)]
-    if base.scorer is not None:
-        ct = clip_t(base.scorer, base.tokenizer, list(images), texts)
-        ci = clip_i(base.scorer, list(images), reference)
+    if scorer is not None:
+        ct = scorer.clip_t(images, texts)
+        ci = scorer.clip_i(images, reference)
         for r, a, b in zip(rows, ct.tolist(), ci.tolist()):
             r |= {"clip_t": a, "clip_i": b}
-    for r, p in zip(rows, oracles.classify(list(images))):
-        r["oracle"] = p
+    if oracles is not None:
+        for r, p in zip(rows, oracles.classify(list(images))):
+            r["oracle"] = p
     return rows
 
 
@@ -95,22 +112,27 @@ def select(rows: list[dict], contents: list[str], ref_style: str, cfg: FeedbackC
         return [g[int(rng.integers(len(g)))]["id"] for g in groups]
     if cfg.select == "clip":
         if "clip_t" not in rows[0]:
-            raise ValueError("this base has no CLIP scorer (clip_scorer/); use --select oracle or random")
+            raise ValueError(NO_SCORER)
         return [max(g, key=lambda r: r["clip_t"] + cfg.clip_i_weight * r["clip_i"])["id"] for g in groups]
+    if "oracle" not in rows[0]:
+        raise ValueError("--select oracle needs the toy world's oracles, which know only its base's pictures: "
+                         "select by --select clip, random or manual")
     good = [r for g, c in zip(groups, contents) for r in g
             if r["oracle"]["content"] == c and r["oracle"]["style"] == ref_style]
     good.sort(key=lambda r: -(r["oracle"]["content_prob"] * r["oracle"]["style_prob"]))
     return [r["id"] for r in good[: cfg.keep]]
 
 
-def candidates(base, oracles: Oracles, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig):
+def candidates(base, oracles: Oracles | None, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
+               scorer: Scorer | None = None, prompts: list[str] | None = None):
     """Round k's images for varied content prompts (the reference's content left out), scored.
-    Returns (content of each prompt, reference's style as the oracle sees it, images, score rows)."""
-    ref_view = oracles.classify(references[:1])[0]
-    pairs = content_prompts(cfg.prompts, ref_view["content"])
-    prompts = [p for _, p in pairs]
-    images = generate_candidates(base, adapter, meta.get("style", ""), prompts, cfg)
-    rows = score(base, oracles, images, prompts, cfg.per_prompt, references[0])
+    Returns (content of each prompt, reference's style as the oracle sees it (None without oracles),
+    images, score rows)."""
+    ref_view = oracles.classify(references[:1])[0] if oracles is not None else {"content": None, "style": None}
+    pairs = content_prompts(cfg.prompts, ref_view["content"], prompts)
+    texts = [p for _, p in pairs]
+    images = generate_candidates(base, adapter, meta.get("style", ""), texts, cfg)
+    rows = score(scorer or Scorer.of_base(base), oracles, images, texts, cfg.per_prompt, references[0])
     return [c for c, _ in pairs], ref_view["style"], images, rows
 
 
@@ -129,21 +151,24 @@ def retrain(base, adapter_cfg, meta: dict, references, images, rows, kept: list[
     return new, captions
 
 
-def run_round(base, oracles: Oracles, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
-              train_cfg: TrainConfig, manual: list[int] | None = None, progress=None):
+def run_round(base, oracles: Oracles | None, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
+              train_cfg: TrainConfig, manual: list[int] | None = None, progress=None, scorer: Scorer | None = None,
+              prompts: list[str] | None = None):
     """One feedback round. Returns (new adapter, record with images, scores and choices)."""
-    contents, ref_style, images, rows = candidates(base, oracles, adapter, meta, references, cfg)
+    contents, ref_style, images, rows = candidates(base, oracles, adapter, meta, references, cfg, scorer, prompts)
     kept = select(rows, contents, ref_style, cfg, manual)
     new, captions = retrain(base, adapter.cfg, meta, references, images, rows, kept, train_cfg, progress)
     return new, {"images": images, "scores": rows, "kept": kept, "captions": captions}
 
 
 def feedback_rounds(base, oracles, adapter, meta, references, cfg: FeedbackConfig, train_cfg: TrainConfig,
-                    rounds: int = 1, manual=None, on_round=None):
+                    rounds: int = 1, manual=None, on_round=None, scorer: Scorer | None = None,
+                    prompts: list[str] | None = None):
     """``rounds`` rounds, each starting from the previous round's adapter; ``on_round(k, adapter, record)``."""
     for k in range(rounds):
         adapter, record = run_round(base, oracles, adapter, meta, references,
-                                    replace(cfg, seed=cfg.seed + 1000 * k), train_cfg, manual if k == 0 else None)
+                                    replace(cfg, seed=cfg.seed + 1000 * k), train_cfg, manual if k == 0 else None,
+                                    scorer=scorer, prompts=prompts)
         if on_round:
             on_round(k + 2, adapter, record)
     return adapter

@@ -1,7 +1,9 @@
 """``styledrop report``: the paper's Table 2 for one style, as a self-contained HTML page.
 
 Rows: the base alone, round 1 (one reference image), and round 2 trained on the reference plus
-round-1 images kept by CLIP, by the oracle (our stand-in for a person) and at random. All rows
+round-1 images kept by CLIP, by the oracle (our stand-in for a person), at random, and by a person (the
+image ids given). On a base that is not the toy world's there is no oracle: its row and its columns go, and
+the reference is the user's picture with the user's descriptor. All rows
 share one set of round-1 candidates and are evaluated on the same prompts and seeds, so their
 differences are paired. Columns: clip_t (text score), clip_i (style score: CLIP similarity to
 the reference), and the oracle's style_acc, content_acc and leakage, each with a 95% interval
@@ -27,7 +29,8 @@ from .train import TrainConfig, caption_for, train_adapter
 
 METRICS = ("clip_t", "clip_i", "style_acc", "content_acc", "leakage")
 FRACTIONS = ("style_acc", "content_acc", "leakage")  # oracle hit rates; the CLIP scores are cosines
-SELECTIONS = {"round 2 CLIP": "clip", "round 2 oracle": "oracle", "round 2 random": "random"}
+SELECTIONS = {"round 2 CLIP": "clip", "round 2 oracle": "oracle", "round 2 random": "random",
+              "round 2 manual": "manual"}
 PAPER = {"base": (0.323, 0.556), "round 1": (0.313, 0.705), "round 2 oracle": (0.322, 0.694),
          "round 2 CLIP": (0.329, 0.673), "round 2 random": (0.316, 0.678)}  # Table 2 (Text / Style)
 _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
@@ -35,7 +38,7 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 
 @dataclass(frozen=True)
 class ReportConfig:
-    style: str
+    style: str | None  # a world style to render the reference in; None: the user's own reference picture
     reference_content: str = "house"
     steps: int = TrainConfig.steps  # adapter training steps, each round
     prompts: int = 12  # round-1 candidates: prompts x per_prompt images
@@ -46,11 +49,17 @@ class ReportConfig:
     lambda_b: float = DEFAULT_LAMBDA_B
     sample_steps: int = 12
     token: str | None = None  # caption the style "in TOKEN style" (e.g. "[v]") instead of by its descriptor
+    descriptor: str | None = None  # with the user's own reference: its style descriptor, e.g. "in watercolor style"
+    manual: tuple[int, ...] = ()  # round-1 candidate ids a person kept: adds the "round 2 manual" row
 
     def __post_init__(self):
-        if self.style not in world.STYLES:
+        if self.style is None:
+            if not (self.descriptor or "").strip() and not self.token:
+                raise ValueError("with your own reference picture, say what its style is called: --descriptor "
+                                 "'in watercolor style' (or --token '[v]')")
+        elif self.style not in world.STYLES:
             raise ValueError(f"unknown style {self.style!r}; one of: {', '.join(world.STYLE_NAMES)}")
-        if self.reference_content not in world.CONTENTS:
+        elif self.reference_content not in world.CONTENTS:
             raise ValueError(f"unknown content {self.reference_content!r}; one of: {', '.join(world.CONTENTS)}")
         if self.seeds < 2:
             raise ValueError("an interval over seeds needs --seeds 2 or more")
@@ -66,12 +75,25 @@ def interval(per_seed: np.ndarray, bounds: tuple[float, float] = (-math.inf, mat
     return mean, max(bounds[0], mean - half), min(bounds[1], mean + half)
 
 
-def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
-    """Train round 1, round 2 three ways, evaluate all five rows. ``progress(message)`` narrates."""
+def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, reference=None,
+          prompts: list[str] | None = None) -> dict:
+    """Train round 1, round 2 each way, evaluate every row. ``progress(message)`` narrates.
+
+    ``oracles`` None (a base that is not the toy world's): ``reference`` is the user's picture, ``prompts``
+    the content prompts of candidates and evaluation, and only the CLIP columns are filled."""
+    from .evaluate import content_prompt
+    from .feedback import DEFAULT_PROMPTS
+    from .scorer import Scorer
     say = progress or (lambda message: None)
-    reference = world.sample(0, 0, [(cfg.reference_content, cfg.style)]).image
-    descriptor = world.style_phrase(cfg.style, cfg.token)
-    meta = {"style": descriptor, "caption": caption_for(world.caption(cfg.reference_content, None), descriptor)}
+    scorer = scorer or Scorer.of_base(base)
+    if cfg.style is not None:
+        reference = world.sample(0, 0, [(cfg.reference_content, cfg.style)]).image
+        descriptor = world.style_phrase(cfg.style, cfg.token)
+    else:
+        descriptor = cfg.descriptor.strip() if cfg.descriptor else world.style_phrase(token=cfg.token)
+    if oracles is None and prompts is None:
+        prompts = list(DEFAULT_PROMPTS)
+    meta = {"style": descriptor, "caption": caption_for(content_prompt(cfg.reference_content), descriptor)}
     train_cfg = TrainConfig(steps=cfg.steps)
     adapter_cfg = adapters.AdapterConfig()
     say("round 1: training on the reference")
@@ -80,31 +102,36 @@ def build(base, oracles, cfg: ReportConfig, progress=None) -> dict:
     fb = FeedbackConfig(prompts=cfg.prompts, per_prompt=cfg.per_prompt, keep=cfg.keep,
                         lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, steps=cfg.sample_steps)
     say(f"round 1: generating {cfg.prompts * cfg.per_prompt} candidates")
-    contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb)
+    contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb, scorer,
+                                                   prompts)
     kept = {}
     for name, method in SELECTIONS.items():
-        kept[name] = select(rows, contents, ref_style, replace(fb, select=method))
+        if (method == "oracle" and oracles is None) or (method == "clip" and scorer is None) or (
+                method == "manual" and not cfg.manual):
+            continue
+        kept[name] = select(rows, contents, ref_style, replace(fb, select=method), list(cfg.manual))
         if kept[name]:
             say(f"{name}: training on the reference + {len(kept[name])} kept images")
             models[name] = retrain(base, adapter_cfg, meta, [reference], images, rows, kept[name], train_cfg)[0]
         else:
             say(f"{name}: the selection kept no image; row left out")
 
-    ref, pairs = style_eval_prompts(oracles, reference, cfg.seeds)
+    ref, pairs = style_eval_prompts(oracles, reference, cfg.seeds, prompts)
     seed_of = np.array([k for _, k in pairs])
     table, grids = {}, {}
     for name, theta in models.items():
         say(f"evaluating {name} on {len(pairs)} prompts")
         ims = style_samples(base, theta, descriptor, pairs, SampleConfig(steps=cfg.sample_steps, seed=10_000),
                             cfg.lambda_a, cfg.lambda_b)
-        scores = style_metrics(base, oracles, ims, pairs, ref, reference)
+        scores = style_metrics(scorer, oracles, ims, pairs, ref, reference)
         table[name] = {m: interval(np.array([v[seed_of == k].mean() for k in range(cfg.seeds)]),
                                    (0.0, 1.0) if m in FRACTIONS else (-1.0, 1.0))
                        for m, v in scores.items()}
         grids[name] = world.grid([ims[i] for i in range(len(pairs)) if seed_of[i] == 0], cols=12)
     return {"config": asdict(cfg), "descriptor": descriptor, "reference_view": ref, "table": table,
             "kept": {k: len(v) for k, v in kept.items()}, "candidates": len(rows), "reference": reference,
-            "grids": grids}
+            "grids": grids, "scorer": scorer.name if scorer else None, "oracles": oracles is not None,
+            "contents": len({c for c, _ in pairs})}
 
 
 def data_uri(image) -> str:
@@ -156,23 +183,30 @@ def render_html(report: dict) -> str:
     grids = "".join(f'<figure><figcaption>{html.escape(name)}</figcaption><img class="grid" src="{data_uri(g)}" '
                     f'alt="{html.escape(name)}"></figure>' for name, g in report["grids"].items())
     kept = ", ".join(f"{k}: {v}" for k, v in report["kept"].items())
+    title = cfg["style"] or report["descriptor"]
+    evaluated = ("every pretraining content but the reference's" if report["oracles"]
+                 else f"{report['contents']} content prompts")
+    scorer = report.get("scorer")
+    measures = (f"clip_t = text score, clip_i = style score (CLIP similarity to the reference), by "
+                f"{html.escape(scorer)}" if scorer else "no CLIP scorer, so no clip_t / clip_i")
+    measures += ("; style_acc, content_acc, leakage by the toy world's oracles." if report["oracles"]
+                 else "; no oracle metrics: this base is not the toy world's.")
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>styledrop report: {html.escape(cfg['style'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>styledrop report: {html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1000px; margin: 1.5em auto; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: center; }}
 img.grid {{ width: 100%; image-rendering: pixelated; }} img.ref {{ width: 128px; image-rendering: pixelated; }}
 small {{ color: #666; }}
 </style></head><body>
-<h1>StyleDrop feedback rounds: {html.escape(cfg['style'])}</h1>
+<h1>StyleDrop feedback rounds: {html.escape(title)}</h1>
 <p>Reference (one image, "{html.escape(cfg['reference_content'])}" {html.escape(report['descriptor'])}):<br>
 <img class="ref" src="{data_uri(report['reference'])}" alt="reference"></p>
 <p>Round 1 trained {cfg['steps']} steps on the reference; round 2 trained a new adapter on the reference plus
 round-1 images kept from {report['candidates']} candidates ({cfg['prompts']} prompts × {cfg['per_prompt']}) —
-kept: {html.escape(kept)}. Evaluation: every pretraining content but the reference's, {cfg['seeds']} seeds,
+kept: {html.escape(kept)}. Evaluation: {html.escape(evaluated)}, {cfg['seeds']} seeds,
 λA {cfg['lambda_a']}, λB {cfg['lambda_b']}, {cfg['sample_steps']} decoding steps.
-Cells: mean and 95% interval over seeds. clip_t = text score, clip_i = style score (CLIP similarity
-to the reference); style_acc, content_acc, leakage by the toy world's oracles.</p>
+Cells: mean and 95% interval over seeds. <span id="measures">{measures}</span></p>
 <table id="table2"><tr><th></th>{head}<th>paper (Text / Style)</th></tr>
 {''.join(body)}
 </table>

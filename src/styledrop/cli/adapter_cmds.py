@@ -16,8 +16,10 @@ from .base_cmds import (
     COMPILE_HELP,
     DEVICE_HELP,
     DTYPE_HELP,
+    SCORER_HELP,
     TOKEN_TEMPERATURE_HELP,
     load_base,
+    load_eyes,
     sample_config,
     write_images,
 )
@@ -208,6 +210,10 @@ def evaluate_style(
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts, one per line (default: "
+                                                "the world's contents on the toy base, everyday subjects on "
+                                                "any other)."),
+    scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -218,26 +224,28 @@ def evaluate_style(
     Example: styledrop evaluate style --adapter runs/pop.safetensors --json"""
     from .. import adapters, world
     from ..evaluate import evaluate_style as run
+    from ..feedback import DEFAULT_PROMPTS
     from ..io import load_image, staged_dir
-    from ..oracle import Oracles
     from .common import png_bytes
     model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
     ref_path = reference or adapters.trained_images(meta, adapter)[0]
     ref, _ = load_image(ref_path, model.image_size)
-    report = run(model, Oracles.load(), theta, meta, ref, sample_config(steps, lambda_b + 1, 0, token_temperature),
-                 lambda_a, lambda_b, seeds)
+    oracles, clip = load_eyes(model, scorer)
+    contents = read_prompts(None, prompts_file) if prompts_file else (None if oracles else list(DEFAULT_PROMPTS))
+    report = run(model, oracles, theta, meta, ref, sample_config(steps, lambda_b + 1, 0, token_temperature),
+                 lambda_a, lambda_b, seeds, contents, scorer=clip)
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=seeds * 3)) for k, v in images.items()})
     if as_json:
         print(json.dumps(report))
         return
-    err.print(f"reference: {report['reference']['content']} in {report['reference']['style']} ({report['n']} images)")
+    if report["reference"]:
+        err.print(f"reference: {report['reference']['content']} in {report['reference']['style']} "
+                  f"({report['n']} images)")
     for name in ("adapter", "base"):
-        r = report[name]
-        err.print(f"{name:8s} style {r['style_acc']:.2f}  content {r['content_acc']:.2f}  leakage {r['leakage']:.2f}"
-                  f"  clip_t {r.get('clip_t', float('nan')):.3f}  clip_i {r.get('clip_i', float('nan')):.3f}")
+        err.print(f"{name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in report[name].items()))
 
 
 @evaluate_app.command("compose")
@@ -251,6 +259,7 @@ def evaluate_compose(
     lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
     token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
+    scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -263,7 +272,6 @@ def evaluate_compose(
     from ..compose import MODES, role_warnings
     from ..compose import evaluate_compose as run
     from ..io import load_image, staged_dir
-    from ..oracle import Oracles
     from .common import png_bytes
     if not 0 <= gamma <= 1:
         fail(f"--gamma must be in [0, 1], got {gamma}")
@@ -276,9 +284,10 @@ def evaluate_compose(
         err.print(f"warning: {warning}")
     style_ref = load_image(adapters.trained_images(meta_s, style)[0], model.image_size)[0]
     subject_images = [load_image(p, model.image_size)[0] for p in adapters.trained_images(meta_c, subject)]
-    report = run(model, Oracles.load(), theta_s, meta_s, theta_c, meta_c, style_ref,
+    oracles, clip = load_eyes(model, scorer)
+    report = run(model, oracles, theta_s, meta_s, theta_c, meta_c, style_ref,
                  sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a,
-                 lambda_b=lambda_b, seeds=seeds, subject_images=subject_images)
+                 lambda_b=lambda_b, seeds=seeds, subject_images=subject_images, scorer=clip)
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=8)) for k, v in images.items()})
@@ -287,9 +296,7 @@ def evaluate_compose(
         return
     err.print(f"{report['prompt']!r}: target style {report['target_style']}, subject {report['subject_class']}")
     for mode in MODES:
-        r = report[mode]
-        err.print(f"{mode:9s} style {r['style_acc']:.2f}  subject {r['subject_acc']:.2f}  mean {r['mean']:.2f}"
-                  f"  clip_t {r.get('clip_t', float('nan')):.3f}")
+        err.print(f"{mode:9s} " + "  ".join(f"{k} {v:.3f}" for k, v in report[mode].items()))
 
 
 @app.command()

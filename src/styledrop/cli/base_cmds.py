@@ -37,6 +37,24 @@ def load_base(path, device: str | None = None, dtype: str | None = None, compile
     return model.compile() if compile else model
 
 
+SCORER_HELP = ("A local transformers CLIPModel folder (e.g. clip-vit-large-patch14, with its tokenizer and "
+               "preprocessor_config.json) for CLIP-T / CLIP-I (default: the base's clip_scorer/).")
+
+
+def load_eyes(model, scorer: Path | None):
+    """(oracles, CLIP scorer) for measuring ``model``'s pictures: the oracles only on the toy world's base, the
+    scorer from ``--scorer`` or the base's own (None if neither). Says once what is skipped."""
+    from ..oracle import Oracles
+    from ..scorer import resolve
+    clip = resolve(model, scorer)
+    if model.knows_world:
+        return Oracles.load(), clip
+    scored = f"CLIP-T and CLIP-I by {clip.name}" if clip else "no CLIP scores either (no --scorer given)"
+    err.print(f"note: {model.path or 'this base'} is not the toy world's base, so the oracle metrics (style, content, "
+              f"leakage) are skipped; {scored}")
+    return None, clip
+
+
 def check_can_compile(device) -> None:
     if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
         fail("--compile needs a C++ compiler on the CPU (torch.compile builds its kernels with it): "

@@ -67,7 +67,7 @@ def evaluate_clip(
     from ..eval_encoders import load_clip_part
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
-    _print(run(*load_clip_part(_parts(base)), n, seed), as_json)
+    _print(run(load_clip_part(_parts(base)), n, seed), as_json)
 
 
 @evaluate_app.command("space")

@@ -10,8 +10,8 @@ import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..train import TrainConfig
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
-from .common import app, err, fail, jsonl, png_bytes
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
+from .common import app, err, fail, jsonl, png_bytes, read_prompts
 
 
 @app.command()
@@ -19,7 +19,11 @@ def feedback(
     adapter: Path = typer.Option(..., help="Round-1 style adapter (from `styledrop train`)."),
     out: Path = typer.Option(..., help="The new adapter (last round) to write."),
     select: str = typer.Option("clip", help="clip | oracle (stands in for a person) | random | manual."),
-    prompts: int = typer.Option(30, help="Content prompts per round (the paper: 30)."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts, one per line (default: the "
+                                                "world's contents on the toy base, 30 everyday subjects on any "
+                                                "other)."),
+    prompts: int = typer.Option(30, "--n-prompts", help="Content prompts per round (the paper: 30), cycling "
+                                "through the list."),
     per_prompt: int = typer.Option(16, help="Images per prompt (the paper: 64)."),
     keep: Optional[int] = typer.Option(None, help="At most this many images kept by oracle selection "
                                        "(default 10, as the paper's raters)."),
@@ -32,6 +36,7 @@ def feedback(
     seed: int = typer.Option(0, help="Seed of candidates and training."),
     runs: Optional[Path] = typer.Option(None, help="Where every round's images, scores and choices go "
                                         "(default: OUT's name + '.rounds/')."),
+    scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -40,10 +45,14 @@ def feedback(
 
     Example: styledrop feedback --adapter runs/pop.safetensors --select clip --out runs/pop_r2.safetensors"""
     from .. import adapters, world
-    from ..feedback import FeedbackConfig, feedback_rounds
+    from ..feedback import DEFAULT_PROMPTS, FeedbackConfig, feedback_rounds
     from ..io import load_image, staged_dir
-    from ..oracle import Oracles
+    from ..scorer import NO_SCORER
     from ..train import TrainConfig
+    if prompts_file is not None and not prompts_file.exists() and str(prompts_file).isdigit():
+        fail(f"--prompts takes a file of content prompts, one per line; the number of prompts is --n-prompts "
+             f"{prompts_file}")
+    own_prompts = read_prompts(None, prompts_file) if prompts_file is not None else None
     if keep is not None and keep > prompts * per_prompt:
         fail(f"--keep {keep} is more than the {prompts * per_prompt} images a round makes (--prompts x --per-prompt)")
     try:
@@ -59,6 +68,14 @@ def feedback(
         fail(f"--rounds must be at least 1, got {rounds}")
     model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
+    oracles, clip = load_eyes(model, scorer)
+    if select == "clip" and clip is None:
+        fail(NO_SCORER)
+    if select == "oracle" and oracles is None:
+        fail("--select oracle needs the toy world's oracles, which know only its base's pictures: select by "
+             "--select clip (with --scorer), random or manual")
+    if own_prompts is None and oracles is None:
+        own_prompts = list(DEFAULT_PROMPTS)
     if meta.get("role", "style") != "style":
         err.print(f"warning: {adapter} is a {meta.get('role')} adapter, not a style adapter")
     paths = adapters.trained_images(meta, adapter)
@@ -82,6 +99,7 @@ def feedback(
 
     last_info = meta
     err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each")
-    final = feedback_rounds(model, Oracles.load(), theta, meta, references, cfg, train_cfg, rounds, manual, on_round)
+    final = feedback_rounds(model, oracles, theta, meta, references, cfg, train_cfg, rounds, manual, on_round,
+                            scorer=clip, prompts=own_prompts)
     adapters.save(out, final, model, last_info)
     err.print(f"wrote {out}; rounds in {runs}")

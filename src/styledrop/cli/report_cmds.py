@@ -11,16 +11,21 @@ import typer
 
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..train import TrainConfig
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
 from .common import app, err, fail
 
 
 @app.command()
 def report(
-    style: str = typer.Option(..., help="World style of the reference, ideally held out: pop_art, lava, camouflage, "
-                              "rainbow."),
+    style: Optional[str] = typer.Option(None, help="World style of the reference, ideally held out: pop_art, lava, "
+                                        "camouflage, rainbow (toy base)."),
+    image: Optional[Path] = typer.Option(None, help="Instead of --style: your own reference picture (any base), "
+                                         "with --descriptor."),
+    descriptor: Optional[str] = typer.Option(None, help="With --image: the style's words, e.g. 'in watercolor "
+                                             "style'."),
     out: Path = typer.Option(..., help="HTML file to write (self-contained: images embedded)."),
-    reference_content: str = typer.Option("house", help="What the one reference image shows."),
+    reference_content: str = typer.Option("house", help="What the one reference image shows (with --image: any "
+                                          "words, e.g. 'a bridge')."),
     steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps per round."),
     prompts: int = typer.Option(12, help="Round-1 candidate prompts."),
     per_prompt: int = typer.Option(8, help="Round-1 candidates per prompt."),
@@ -30,34 +35,51 @@ def report(
     token: Optional[str] = typer.Option(None, help="Caption the style 'in TOKEN style' (e.g. '\\[v]') instead of by "
                                         "its descriptor: with a pretraining style, the adapter must still learn it "
                                         "from the picture."),
+    ids: Optional[str] = typer.Option(None, help="Round-1 candidate ids a person kept (comma-separated; from a "
+                                      "previous report's or feedback's scores): adds a 'round 2 manual' row."),
     as_json: bool = typer.Option(False, "--json", help="Also print the table as JSON on stdout."),
+    scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
 ):
     """Base vs round 1 vs round 2 (CLIP / oracle / random feedback): clip_t, clip_i, style, content, leakage.
 
-    Example: styledrop report --style lava --out runs/lava.html"""
+    Example: styledrop report --style lava --out runs/lava.html
+    (any base: styledrop report --image my_style.png --descriptor 'in watercolor style' --scorer clip-vit-large-patch14
+    --base amused-256 --out runs/watercolor.html)"""
     from .. import world
-    from ..io import atomic_write
-    from ..oracle import Oracles
+    from ..io import atomic_write, load_image
     from ..report import ReportConfig, build, render_html
+    if (style is None) == (image is None):
+        fail("give --style (a world style, on the toy base) or --image (your own reference picture), one of them")
     try:
+        manual = tuple(int(x) for x in ids.split(",") if x.strip()) if ids else ()
         cfg = ReportConfig(style=style, reference_content=reference_content, steps=steps, prompts=prompts,
                            per_prompt=per_prompt, seeds=seeds, lambda_a=lambda_a, lambda_b=lambda_b,
-                           token=token)
+                           token=token, descriptor=descriptor, manual=manual)
     except ValueError as e:
-        fail(str(e))
+        fail(str(e) if "invalid literal" not in str(e) else f"--ids must be comma-separated numbers, got {ids!r}")
     if out.suffix.lower() not in (".html", ".htm"):
         fail(f"--out should be an .html file, got {out}")
-    if style not in world.HELDOUT_STYLES and not token:
+    if style is not None and style not in world.HELDOUT_STYLES and not token:
         err.print(f"note: {style} was seen in pretraining; the paper's question is about unseen styles "
                   f"({', '.join(world.HELDOUT_STYLES)})")
     t = time.time()
-    model, oracles = load_base(base, device, dtype), Oracles.load()
-    result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"))
+    model = load_base(base, device, dtype)
+    reference = load_image(image, model.image_size)[0] if image is not None else None
+    oracles, clip = load_eyes(model, scorer)
+    if oracles is None and style is not None:
+        fail("--style renders the reference in the toy world, which only its base draws: give your own "
+             "picture with --image and --descriptor")
+    bad = [i for i in manual if not 0 <= i < prompts * per_prompt]
+    if bad:
+        fail(f"--ids out of range 0..{prompts * per_prompt - 1} (--prompts x --per-prompt candidates): {bad}")
+    result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"),
+                   scorer=clip, reference=reference)
     page = render_html(result)
     atomic_write(out, lambda tmp: Path(tmp).write_text(page))
     err.print(f"wrote {out} in {time.time() - t:.0f}s")
     if as_json:
-        print(json.dumps({"style": style, "kept": result["kept"], "table": result["table"]}, indent=2))
+        print(json.dumps({"style": style or result["descriptor"], "kept": result["kept"], "table": result["table"],
+                          "scorer": result["scorer"]}, indent=2))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, load_base
+from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base
 from .common import app, err, fail
 
 
@@ -17,6 +17,8 @@ def ui(
     port: int = typer.Option(7860, help="Port."),
     workdir: Path = typer.Option(Path("runs/ui"), help="Folder for uploads, generated images and adapters."),
     adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora."),
+    scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP + " The studio shows each picture's CLIP-T and "
+                                          "can tick the best of each batch."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -32,7 +34,9 @@ def ui(
         fail(f"unknown adapter kind {adapter!r}; expected bottleneck, shared or lora")
     if not 0 < port < 65536:
         fail(f"port must be in 1..65535, got {port}")
-    studio = Studio(load_base(base, device, dtype), workdir, adapter)
+    from ..scorer import resolve
+    model = load_base(base, device, dtype)
+    studio = Studio(model, workdir, adapter, scorer=resolve(model, scorer))
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
     err.print(f"styledrop ui on http://{host}:{port} (work folder {workdir})")

@@ -64,6 +64,12 @@ class MuseBase:
     def dtype(self) -> torch.dtype:
         return next(self.transformer.parameters()).dtype
 
+    @property
+    def knows_world(self) -> bool:
+        """Whether G is the tiny base's (trained on the toy world: its position table, 64-px pictures), so that
+        the world's oracles can judge what it draws; a real aMUSEd folder is not."""
+        return getattr(self.transformer, "pos_embed", None) is not None and self.image_size == 64
+
     def model_id(self) -> str:
         """A short fingerprint of the transformer's weights: adapters record which base they fit."""
         if not self.path:

@@ -91,7 +91,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     tensors, header = load_tensors(data) if data.is_file() else ({}, {})
     if header.get("recipe") != recipe:  # none yet, or made for another recipe: tokenize anew
         tokens, meta = token_dataset(vq, g_cfg.images, g_cfg.seed, progress=tick("tokenize"), pose=g_cfg.pose,
-                                     varied=g_cfg.varied)
+                                     varied=g_cfg.varied, space=g_cfg.space)
         save_tensors(data, {"tokens": tokens}, {"meta": meta, "recipe": recipe})
         tensors, header = {"tokens": tokens}, {"meta": meta}
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]

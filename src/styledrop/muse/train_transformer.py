@@ -43,6 +43,9 @@ class TransformerTrainConfig:
     # Fraction of the images drawn in a random rendering (world.VARIED, captioned by content only), so that G
     # learns to draw its objects in looks it was never named; 0 = the shipped base's recipe (docs/experiments.md).
     varied: float = 0.0
+    # Fraction of the images from the world's style space, captioned by their look's descriptor (1 in 4 by
+    # content only), so that G can draw any content in looks between the named styles (v2).
+    space: float = 0.0
 
     def recipe(self) -> dict:
         """What makes a run of G (more steps may continue one), as its checkpoint records it."""
@@ -50,25 +53,30 @@ class TransformerTrainConfig:
 
     def data_recipe(self) -> dict:
         """What makes G's token cache: the pictures it learns from."""
-        return _if_used({"images": self.images, "seed": self.seed, "pose": self.pose, "varied": self.varied})
+        return _if_used({"images": self.images, "seed": self.seed, "pose": self.pose, "varied": self.varied,
+                         "space": self.space})
 
 
 def _if_used(recipe: dict) -> dict:
-    """``varied`` only when used, so caches and checkpoints made before it existed still match."""
-    return {k: v for k, v in recipe.items() if not (k == "varied" and v == 0)}
+    """``varied`` and ``space`` only when used, so caches and checkpoints made before them still match."""
+    return {k: v for k, v in recipe.items() if not (k in ("varied", "space") and v == 0)}
 
 
 @torch.no_grad()
-def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: str = "random", varied: float = 0.0):
+def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: str = "random", varied: float = 0.0,
+                  space: float = 0.0):
     """Render ``n`` pretraining-split images and tokenize them: (tokens (n, N), samples' metadata).
 
-    ``varied``: that fraction of the images, spread evenly through the stream, are pretraining contents in a
-    random rendering (world.VARIED)."""
+    ``varied`` / ``space``: that fraction of the images, spread evenly through the stream, are pretraining
+    contents in a random rendering (world.VARIED) / in a style-space look (one of the two)."""
+    if varied and space:
+        raise ValueError("token_dataset takes varied or space, not both")
     choices = world.pairs("pretrain")
-    varied_choices = [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS]
+    extra = (world.choose_pairs("pretrain", world.SPACE) if space
+             else [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS])
 
     def picture(k):
-        return world.mixed_sample(k, seed, choices, varied_choices, varied, pose)
+        return world.mixed_sample(k, seed, choices, extra, space or varied, pose)
 
     tokens, meta = [], []
     for i in range(0, n, batch):
@@ -92,13 +100,19 @@ def autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
 
 
-def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None, max_ratio=1.0):
+def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None, max_ratio=1.0,
+                      masked_only=False):
     """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters.
 
     ``part=(k, n)``: process k of n runs only rows k, k+n, ... of the batch (masks are still drawn for
     the whole batch, so every process sees the same ones) and divides by the masked count of the
-    whole batch: the n processes' gradients then sum to the one-process gradient."""
+    whole batch: the n processes' gradients then sum to the one-process gradient.
+    ``masked_only``: compute logits at the masked positions only (``tr.logits_at``; pretraining's own G)."""
     inp, mask = schedule.random_mask(tokens, mask_id, g, max_ratio)
+    if part is None and masked_only:
+        with autocast(bf16):
+            out = tr.logits_at(model, inp, hidden, pooled, image_size, mask)
+        return F.cross_entropy(out.float(), tokens[mask])
     if part is None:
         with autocast(bf16):
             out = tr.logits(model, inp, hidden, pooled, image_size)
@@ -139,7 +153,8 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
         r = torch.rand(cfg.batch, generator=g)
         cap = torch.where(r < 0.1, 0, torch.where(r < 0.2, content_only[rows], full[rows]))
-        loss = masked_token_loss(model, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16)
+        loss = masked_token_loss(model, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16,
+                                 masked_only=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

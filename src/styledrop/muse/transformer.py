@@ -88,3 +88,20 @@ def logits(model: UVit2DModel, ids: torch.Tensor, hidden: torch.Tensor, pooled: 
     out = model(ids.view(b, grid, grid), encoder_hidden_states=hidden, pooled_text_emb=pooled,
                 micro_conds=micro_conds(b, image_size, ids.device))
     return out.permute(0, 2, 3, 1).reshape(b, n, -1)  # (B, K, h, w) -> (B, N, K)
+
+
+def logits_at(model: UVit2DModel, ids: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor,
+              image_size: int, at: torch.Tensor) -> torch.Tensor:
+    """Logits (M, K) at the positions ``at`` (B, N bool) only, for pretraining G.
+
+    With 4096 codes at 256 positions, the output layer and its softmax over every position were a third of
+    a training step; the loss needs only the masked ones. The output conv is set aside for the forward and
+    applied as a linear layer to the gathered features, so this must not run while another thread uses
+    ``model`` (pretraining owns its G; adapters train through ``logits``)."""
+    head = model.mlm_layer.conv2
+    model.mlm_layer.conv2 = nn.Identity()
+    try:
+        feats = logits(model, ids, hidden, pooled, image_size)  # (B, N, C) before the output layer
+    finally:
+        model.mlm_layer.conv2 = head
+    return F.linear(feats[at], head.weight[:, :, 0, 0], head.bias)

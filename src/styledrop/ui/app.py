@@ -199,6 +199,10 @@ def create_app(studio: Studio, host: str = "127.0.0.1", token: str | None = None
     def picks(req: PicksRequest):
         return {"picks": studio.set_picks(req.ids)}
 
+    @app.post("/api/picks/clip")
+    def picks_by_clip():
+        return {"picks": studio.pick_by_clip()}
+
     @app.post("/api/generate")
     def generate(req: GenerateRequest):
         rows = studio.generate(req.prompt, req.n, req.seed, req.lambda_a, req.lambda_b,

@@ -55,8 +55,9 @@ class Job:
 
 class Studio:
     def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8,
-                 lr: float = TrainConfig.lr):
+                 lr: float = TrainConfig.lr, scorer=None):
         self.base, self.dir = base, Path(workdir)
+        self.scorer = scorer  # scores each generated picture against its prompt (CLIP-T), for ticking by CLIP
         self.dir.mkdir(parents=True, exist_ok=True)
         self.adapter_cfg = adapters.AdapterConfig(adapter_kind, 4 if adapter_kind == "lora" else 8)
         self.batch, self.lr = batch, lr
@@ -239,13 +240,15 @@ class Studio:
                 with adapters.attached(style, self.base.transformer):
                     images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: guided_logits_fn(
                         self.base, ps, lambda_b=lambda_b, adapter=style, lambda_a=lambda_a))
+            scores = self.scorer.clip_t(images, [prompt] * n).tolist() if self.scorer is not None else None
         finally:
             self._model.release()
-        return self._add_batch(images, {"prompt": prompt, "round": number, "subject": subject}, seed)
+        return self._add_batch(images, {"prompt": prompt, "round": number, "subject": subject}, seed, scores=scores)
 
-    def _add_batch(self, images, fields: dict, seed: int, source: np.ndarray | None = None) -> list[dict]:
+    def _add_batch(self, images, fields: dict, seed: int, source: np.ndarray | None = None,
+                   scores: list[float] | None = None) -> list[dict]:
         """Save one batch into the gallery: a row per image with ``fields``, its seed and the batch number;
-        ``source``: the restyled input, saved once for the batch and named in every row."""
+        ``source``: the restyled input, saved once for the batch and named in every row; ``scores``: CLIP-T."""
         rows = []
         with self._state:
             self.batches += 1
@@ -254,7 +257,7 @@ class Studio:
                 save_png(self.dir / fields["input"], source)
             for k, im in enumerate(images):
                 row = {"id": len(self.images), "file": f"images/{len(self.images)}.png", "seed": seed + k,
-                       "batch": self.batches} | fields
+                       "batch": self.batches} | fields | ({"clip_t": round(scores[k], 4)} if scores else {})
                 save_png(self.dir / row["file"], im)
                 self.images.append(row)
                 rows.append(row)
@@ -308,10 +311,27 @@ class Studio:
             self.picks = sorted(set(ids))
         return self.picks
 
+    def pick_by_clip(self) -> list[int]:
+        """Tick the best picture of each generated batch by CLIP-T (the paper's CLIP feedback), as well as
+        those already ticked."""
+        if self.scorer is None:
+            raise UserError("no CLIP scorer: start the studio with --scorer PATH (a transformers CLIPModel folder) "
+                            "or tick pictures by hand")
+        with self._state:
+            best: dict[int, dict] = {}
+            for r in self.images:
+                if "clip_t" in r and r["clip_t"] > best.get(r["batch"], {"clip_t": -2.0})["clip_t"]:
+                    best[r["batch"]] = r
+            if not best:
+                raise UserError("generate some pictures first: CLIP ticks the best of each batch")
+            self.picks = sorted(set(self.picks) | {r["id"] for r in best.values()})
+            return list(self.picks)
+
     @staticmethod
     def public_image(row: dict) -> dict:
         keys = ("id", "prompt", "round", "seed", "batch", "subject")
         extra = {"input": f"/api/{row['input']}", "strength": row["strength"]} if "input" in row else {}
+        extra |= {"clip_t": row["clip_t"]} if "clip_t" in row else {}
         return {k: row[k] for k in keys} | {"url": f"/api/{row['file']}"} | extra
 
     def status(self) -> dict:
@@ -320,6 +340,7 @@ class Studio:
                 "content": self.content, "adapter": self.adapter_file.name if self.adapter_file else None,
                 "subject": self.subject_caption if self.subject is not None else None,
                 "job": self.job.public() if self.job else None,
+                "scorer": self.scorer.name if self.scorer is not None else None,
                 "busy": self.job.doing() if self.job is not None and self.job.state == "running" else None}
 
     def state(self) -> dict:

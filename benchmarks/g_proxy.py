@@ -1,0 +1,96 @@
+"""A few-minute proxy for a G recipe on given encoders: train G briefly, print its held-out masked-token loss.
+
+    python benchmarks/g_proxy.py --stages runs/v2 --vq pretrained_stages/vqvae --steps 200 --hidden 128
+
+The token cache (``--images`` pictures, ``--space`` of them from the style space) is built once per setting in
+``--work``. The loss is measured on fresh pretraining-split pictures at fixed masks (50% and 90% masked, the
+states early and late sampling sees), with the full caption and with the content-only one; a G that uses its
+caption gains from it, so the content gap (content-only minus full at 90%) says how much the descriptor
+carries. Prints JSON with the wall-clock of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPModel, CLIPTokenizer
+
+from styledrop import world
+from styledrop.io import load_tensors, save_tensors
+from styledrop.muse import transformer as tr
+from styledrop.muse.pretrain import text_encoder_of
+from styledrop.muse.train_transformer import TransformerTrainConfig, caption_table, token_dataset, train_transformer
+from styledrop.muse.vq import TinyVQModel
+from styledrop.oracle import to_tensor
+
+
+def tokens_for(vq, work: Path, images: int, space: float, seed: int):
+    path = work / f"tokens_{images}_{space:g}_{seed}.safetensors"
+    if path.is_file():
+        tensors, header = load_tensors(path)
+        return tensors["tokens"], [tuple(m) for m in header["meta"]]
+    tokens, meta = token_dataset(vq, images, seed, pose="centered", space=space)
+    save_tensors(path, {"tokens": tokens}, {"meta": meta})
+    return tokens, meta
+
+
+@torch.no_grad()
+def held_out_loss(g, vq, te, tok, n: int = 128, seed: int = 777) -> dict:
+    samples = [world.mixed_sample(k, seed, world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE), 0.5,
+                                  "centered") for k in range(n)]
+    tokens = vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1)
+    mask_id, size = tr.mask_token_id(g), int(tokens.shape[1] ** 0.5) * vq.scale
+    out = {}
+    for name, caps in (("full", [s.caption for s in samples]),
+                       ("content_only", [world.caption(s.content, None, 0) for s in samples])):
+        hidden, pooled = caption_table(te, tok, caps)
+        for ratio in (0.5, 0.9):
+            r = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(seed))
+            mask = r < ratio
+            logits = tr.logits(g, torch.where(mask, mask_id, tokens), hidden, pooled, size)
+            out[f"{name}_{ratio:g}"] = round(F.cross_entropy(logits[mask], tokens[mask]).item(), 4)
+    out["content_gap_0.9"] = round(out["content_only_0.9"] - out["full_0.9"], 4)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", type=Path, required=True, help="folder with tokenizer/ and clip/")
+    ap.add_argument("--vq", type=Path, default=Path("pretrained_stages/vqvae"))
+    ap.add_argument("--work", type=Path, default=Path("runs/g_proxy"))
+    ap.add_argument("--images", type=int, default=12000)
+    ap.add_argument("--space", type=float, default=0.5)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--downsample", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    vq = TinyVQModel.from_pretrained(args.vq, torch_dtype=torch.float32).eval()
+    tok = CLIPTokenizer.from_pretrained(args.stages / "tokenizer")
+    te = text_encoder_of(CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32))
+    tokens, meta = tokens_for(vq, args.work, args.images, args.space, 3)
+    cfg = TransformerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden,
+                                 layers=args.layers, channels=args.channels, downsample=args.downsample,
+                                 images=args.images, space=args.space)
+    t = time.perf_counter()
+    g = train_transformer(cfg, vq, te, tok, tokens, meta)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work")},
+                      "params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
+                      "train_s": round(seconds), "s_per_step": round(seconds / args.steps, 2),
+                      "held_out_loss": held_out_loss(g, vq, te, tok)}))
+
+
+if __name__ == "__main__":
+    main()
