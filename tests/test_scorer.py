@@ -140,6 +140,15 @@ def test_the_real_path_with_a_real_clip(cli, amused, scorer_dir, tmp_path):
     report = json.loads(out)
     assert set(report["adapter"]) == {"clip_t", "clip_i"} and report["reference"] is None and report["n"] == 4
 
+    subject = tmp_path / "subject.safetensors"
+    assert cli("train", "--subject", ref, "--token", "[v]", "--class", "house", "--out", subject, "--steps", 2,
+               "--batch", 2, "--base", amused)[0] == 0
+    code, out, err = cli("evaluate", "compose", "--style", style, "--subject", subject, "--base", amused,
+                         "--scorer", scorer_dir, "--seeds", 2, "--steps", 2, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["target_style"] is None and all(set(report[m]) == {"clip_t"} for m in ("two-theta", "merge"))
+
     page = tmp_path / "report.html"
     code, out, err = cli("report", "--image", ref, "--descriptor", "in lava style", "--reference-content", "a house",
                          "--base", amused, "--scorer", scorer_dir, "--prompts", 2, "--per-prompt", 2, "--seeds", 2,
@@ -189,3 +198,24 @@ def test_the_studio_ticks_the_best_of_each_batch_by_clip(amused, scorer_dir, tmp
         best = [max(batch, key=lambda im: im["clip_t"])["id"] for batch in (first, second)]
         assert r.json()["picks"] == sorted(best)
         assert client.get("/api/state").json()["picks"] == sorted(best)
+
+
+@pytest.mark.slow
+def test_the_readmes_real_path_recipe_runs_as_written(cli, amused, scorer_dir, tmp_path, monkeypatch):
+    """The README's real-path commands, on the tiny random folders instead of amused-256 and ViT-L/14."""
+    import re
+    import shlex
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    train = next(line for b in blocks for line in b.splitlines() if line.startswith("styledrop train --base amused"))
+    recipe = next(b for b in blocks if "--scorer" in b).splitlines()
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save("ref.png")
+    for line in [train] + [x for x in recipe if not x.startswith("styledrop ui")]:
+        argv = shlex.split(re.sub(r"\s+#.*$", "", line))[1:]
+        argv = [str(amused) if w == "amused-256" else str(scorer_dir) if w == "clip-vit-large-patch14" else
+                "cpu" if w == "cuda" else w for w in argv]
+        code, _, err = cli(*argv)
+        assert code == 0, (line, err)
+    assert "round 2 CLIP" in Path("w.html").read_text()

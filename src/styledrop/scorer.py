@@ -112,7 +112,7 @@ def resolve(base, path: Path | None, device=None) -> Scorer | None:
     """``--scorer PATH`` if given, else the base's own scorer, else None."""
     if path is not None:
         p = next(base.transformer.parameters())
-        return Scorer.load(path, device=device or p.device)
+        return Scorer.load(path, device=device or p.device, dtype=p.dtype)
     return Scorer.of_base(base)
 
 

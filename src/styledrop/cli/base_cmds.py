@@ -116,8 +116,6 @@ def pretrain(
         cfg = PretrainConfig.preset(recipe)
     except ValueError as e:
         fail(str(e))
-    if recipe == "v2" and stage == "all":  # G v2 is not chosen yet: its encoders are
-        fail("the v2 recipe has its encoder stages only so far: run --stage vq and --stage clip")
     if vq_steps:
         cfg = replace(cfg, vq=replace(cfg.vq, steps=vq_steps))
     if clip_steps:
