@@ -68,6 +68,15 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
     assert code == 2 and "--ids" in err and not (tmp_path / "x.safetensors").exists()
     assert np.isfinite(meta["train"]["steps"])
 
+    # the toy base's own scorer and the oracles, with the toy FID against real renders of the reference's style
+    code, out, err = cli("evaluate", "style", "--adapter", r2, "--seeds", 2, "--steps", 2, "--base", base.path,
+                         "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["n"] == 2 * (len(world.PRETRAIN_CONTENTS) - (report["reference"]["content"] in world.PRETRAIN_CONTENTS))
+    assert {"style_acc", "content_acc", "leakage", "clip_t", "clip_i", "fid"} == set(report["adapter"])
+    assert report["fid_floor"] < report["adapter"]["fid"] and report["fid_vq"] > 0
+
 
 def test_feedback_refuses_keep_above_n_and_an_empty_selection(cli, base, tmp_path):
     ref = tmp_path / "ref.png"

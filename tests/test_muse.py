@@ -245,6 +245,7 @@ def test_evaluate_base_and_bench_commands(cli, base):
     report = json.loads(out)
     assert code == 0 and set(report) == {"pretrain", "heldout_pair", "heldout_style"}
     assert all(0 <= r["content_acc"] <= 1 and "clip_t" in r and r["n"] == 2 for r in report.values())
+    assert all(r["fid"] > 0 and r["fid_floor"] >= 0 and r["fid_vq"] >= 0 for r in report.values())
     code, out, _ = cli("bench", "--n", 2, "--steps", 2, "--repeats", 1, "--batch", 2, "--base", base.path, "--json")
     r = json.loads(out)
     assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0

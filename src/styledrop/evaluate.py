@@ -44,14 +44,17 @@ def base_prompt_set(per_group: int = 48, seed: int = 0) -> dict[str, list[tuple[
 
 def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48, progress=None,
                   scorer: Scorer | None = None) -> dict:
-    """Oracle accuracies and CLIP-T of base-model samples for pretraining pairs, held-out pairs
-    of seen styles and contents, and held-out styles."""
+    """Oracle accuracies, toy FID (with its real-vs-real floor and VQ round-trip figures) and CLIP-T of
+    base-model samples for pretraining pairs, held-out pairs of seen styles and contents, and held-out styles."""
+    from .fid import real_renders, reference_figures, toy_fid
     scorer = scorer or Scorer.of_base(base)
     report = {}
     for k, (name, pairs) in enumerate(base_prompt_set(per_group).items()):
         prompts = [world.caption(c, s) for c, s in pairs]
         images = generate(base, prompts, replace(cfg, seed=cfg.seed + 1000 * k))
         scores = oracle_scores(oracles, images, [c for c, _ in pairs], [s for _, s in pairs])
+        scores["fid"] = toy_fid(oracles, images, real_renders(pairs, 5000 + k))
+        scores |= reference_figures(base.vq, oracles, pairs, 5000 + k)
         if scorer is not None:
             scores["clip_t"] = float(scorer.clip_t(images, prompts).mean())
         report[name] = scores | {"n": len(pairs)}
@@ -145,11 +148,17 @@ def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference
     ``contents`` may be world contents or any prompts (a base that is not the toy world's).
     """
     scorer = scorer or Scorer.of_base(base)
+    from .fid import real_renders, reference_figures, toy_fid
     ref, pairs = style_eval_prompts(oracles, reference, seeds, contents)
     report = {"reference": ref, "n": len(pairs)}
+    truth = [(c, ref["style"]) for c, _ in pairs] if ref is not None else None  # real renders of that style
+    if truth is not None:
+        report |= reference_figures(base.vq, oracles, truth, 6000)
     for name, theta in (("adapter", adapter), ("base", None)):
         images = style_samples(base, theta, meta.get("style", ""), pairs, cfg, lambda_a, lambda_b)
         report[name] = {k: float(v.mean()) for k, v in style_metrics(scorer, oracles, images, pairs, ref,
                                                                      reference).items()}
+        if truth is not None:
+            report[name]["fid"] = toy_fid(oracles, images, real_renders(truth, 6000))
         report.setdefault("images", {})[name] = images
     return report

@@ -82,13 +82,25 @@ class Oracles:
         """Class probabilities (N, contents) and (N, styles) for uint8 (H, W, 3) images."""
         pc, ps = [], []
         for i in range(0, len(images), batch):
-            x = to_tensor(images[i:i + batch])
-            if x.shape[-2:] != (world.SIZE, world.SIZE):  # images of another base: judged at the world's size
-                x = torch.nn.functional.interpolate(x, size=(world.SIZE, world.SIZE), mode="bilinear",
-                                                    antialias=True)
+            x = self._at_world_size(to_tensor(images[i:i + batch]))
             pc.append(self.content(x).softmax(-1))
             ps.append(self.style(x).softmax(-1))
         return torch.cat(pc), torch.cat(ps)
+
+    @torch.no_grad()
+    def features(self, images: list[np.ndarray], batch: int = 256) -> np.ndarray:
+        """Both nets' pooled penultimate activations, (N, 2 * width * 4): what the toy FID compares."""
+        out = []
+        for i in range(0, len(images), batch):
+            x = self._at_world_size(to_tensor(images[i:i + batch]))
+            out.append(torch.cat([self.content.features(x).mean((2, 3)), self.style.features(x).mean((2, 3))], 1))
+        return torch.cat(out).numpy().astype(np.float64)
+
+    @staticmethod
+    def _at_world_size(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (world.SIZE, world.SIZE):  # images of another base: judged at the world's size
+            x = F.interpolate(x, size=(world.SIZE, world.SIZE), mode="bilinear", antialias=True)
+        return x
 
     def classify(self, images: list[np.ndarray]) -> list[dict]:
         pc, ps = self.probs(images)

@@ -243,7 +243,8 @@ def evaluate_style(
         return
     if report["reference"]:
         err.print(f"reference: {report['reference']['content']} in {report['reference']['style']} "
-                  f"({report['n']} images)")
+                  f"({report['n']} images); toy FID against real renders of that style: real vs real "
+                  f"{report['fid_floor']:.1f}, VQ round trip {report['fid_vq']:.1f}")
     for name in ("adapter", "base"):
         err.print(f"{name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in report[name].items()))
 

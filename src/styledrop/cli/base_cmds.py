@@ -220,6 +220,7 @@ def evaluate_base(
         return
     for name, r in report.items():
         err.print(f"{name:14s} content {r['content_acc']:.2f}  style {r['style_acc']:.2f}  "
+                  f"toy FID {r['fid']:.1f} (real vs real {r['fid_floor']:.1f}, VQ round trip {r['fid_vq']:.1f})  "
                   f"clip_t {r.get('clip_t', float('nan')):.3f}  (n={r['n']})")
 
 
