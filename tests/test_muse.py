@@ -243,9 +243,11 @@ def test_pretrain_reuses_finished_stages(tmp_path, base):
 def test_evaluate_base_and_bench_commands(cli, base):
     code, out, _ = cli("evaluate", "base", "--per-group", 2, "--steps", 2, "--base", base.path, "--json")
     report = json.loads(out)
-    assert code == 0 and set(report) == {"pretrain", "heldout_pair", "heldout_style"}
+    assert code == 0 and set(report) == {"pretrain", "heldout_pair", "heldout_style", "space"}
     assert all(0 <= r["content_acc"] <= 1 and "clip_t" in r and r["n"] == 2 for r in report.values())
+    space = report.pop("space")
     assert all(r["fid"] > 0 and r["fid_floor"] >= 0 and r["fid_vq"] >= 0 for r in report.values())
+    assert 0 <= space["ground_acc"] <= 1 and space["real_ground_acc"] >= 0.5 and space["fid"] > 0
     code, out, _ = cli("bench", "--n", 2, "--steps", 2, "--repeats", 1, "--batch", 2, "--base", base.path, "--json")
     r = json.loads(out)
     assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0

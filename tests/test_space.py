@@ -52,3 +52,20 @@ def test_no_drawn_look_imitates_a_held_out_style():
 def test_bad_looks_are_refused_naming_the_problem(text, message):
     with pytest.raises(ValueError, match=message):
         space.parse_look(text)
+
+
+def test_look_scores_tell_the_asked_look_from_another():
+    from dataclasses import replace
+
+    from styledrop.evaluate import look_scores, space_prompt_set
+    real = space_prompt_set(60)
+    looks = [world.space.parse_look(s.look) for s in real]
+    right = look_scores([s.image for s in real], looks)
+    assert right["ground_acc"] > 0.85 and right["fill_acc"] > 0.7
+    # the same pictures judged against looks with other colours
+    others = [replace(lk, background="pink" if lk.background != "pink" else "green", background2="pink"
+                      if lk.background != "pink" else "green", fill="teal" if lk.fill != "teal" else "red",
+                      fill2="teal" if lk.fill != "teal" else "red", outline_colour="teal" if lk.fill != "teal"
+                      else "red") for lk in looks]
+    wrong = look_scores([s.image for s in real], others)
+    assert wrong["ground_acc"] < 0.3 and wrong["fill_acc"] < 0.4

@@ -30,6 +30,34 @@ def oracle_scores(oracles: Oracles, images, contents: list[str], styles: list[st
     }
 
 
+_NAMES = list(world.space.COLOURS)
+_RGB = np.array([world.space.COLOURS[n] for n in _NAMES]) * 255
+
+
+def _main_colour(pixels: np.ndarray) -> str:
+    """The named colour most of these (N, 3) pixels are closest to."""
+    d = ((pixels[:, None, :].astype(float) - _RGB[None]) ** 2).sum(-1)
+    return _NAMES[int(np.bincount(d.argmin(1), minlength=len(_NAMES)).argmax())]
+
+
+def look_scores(images, looks: list) -> dict:
+    """Whether each picture shows its style-space look: ``ground_acc``, the main colour of the 4-px border is
+    the look's background (or its texture's colour); ``fill_acc``, the main colour of the centre 16x16 is the
+    fill's (or its texture's, or the outline's). Real renders score 0.94 / 0.80 (pose "centered")."""
+    ground, fill = [], []
+    for im, look in zip(images, looks):
+        border = np.concatenate([im[:4].reshape(-1, 3), im[-4:].reshape(-1, 3), im[:, :4].reshape(-1, 3),
+                                 im[:, -4:].reshape(-1, 3)])
+        ground.append(_main_colour(border) in {look.background, look.background2})
+        fill.append(_main_colour(im[24:40, 24:40].reshape(-1, 3)) in {look.fill, look.fill2, look.outline_colour})
+    return {"ground_acc": float(np.mean(ground)), "fill_acc": float(np.mean(fill))}
+
+
+def space_prompt_set(n: int = 48, seed: int = 0) -> list[world.Sample]:
+    """Real renders of style-space looks on pretraining contents: their captions are the prompts."""
+    return [world.sample(i, 7000 + seed, world.choose_pairs("pretrain", world.SPACE), "centered") for i in range(n)]
+
+
 def base_prompt_set(per_group: int = 48, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
     """Fixed (content, style) lists for the three questions asked of the base model."""
     rng = np.random.default_rng(seed)
@@ -59,7 +87,21 @@ def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48
             scores["clip_t"] = float(scorer.clip_t(images, prompts).mean())
         report[name] = scores | {"n": len(pairs)}
         if progress:
-            progress(k + 1, 3, {})
+            progress(k + 1, 4, {})
+    real = space_prompt_set(per_group)  # descriptor prompts: does G draw the look it is asked for?
+    looks = [world.space.parse_look(s.look) for s in real]
+    images = generate(base, [s.caption for s in real], replace(cfg, seed=cfg.seed + 3000))
+    scores = oracle_scores(oracles, images, [s.content for s in real], [s.style for s in real])
+    report["space"] = {"content_acc": scores["content_acc"], **look_scores(images, looks),
+                       "real_content_acc": oracle_scores(oracles, [s.image for s in real], [s.content for s in real],
+                                                         [s.style for s in real])["content_acc"],
+                       "real_ground_acc": look_scores([s.image for s in real], looks)["ground_acc"],
+                       "real_fill_acc": look_scores([s.image for s in real], looks)["fill_acc"],
+                       "fid": toy_fid(oracles, images, [s.image for s in real]), "n": len(real)}
+    if scorer is not None:
+        report["space"]["clip_t"] = float(scorer.clip_t(images, [s.caption for s in real]).mean())
+    if progress:
+        progress(4, 4, {})
     return report
 
 

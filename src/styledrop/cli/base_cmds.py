@@ -212,16 +212,20 @@ def evaluate_base(
     if per_group < 1:
         fail(f"--per-group must be at least 1, got {per_group}")
     with progress_bar() as bar:
-        task = bar.add_task("evaluating", total=3, info="")
+        task = bar.add_task("evaluating", total=4, info="")
         report = run(load_base(base, device, dtype), Oracles.load(), cfg, per_group,
                      lambda i, n, _: bar.update(task, completed=i))
     if as_json:
         print(json.dumps(report))
         return
+    space = report.pop("space")
     for name, r in report.items():
         err.print(f"{name:14s} content {r['content_acc']:.2f}  style {r['style_acc']:.2f}  "
                   f"toy FID {r['fid']:.1f} (real vs real {r['fid_floor']:.1f}, VQ round trip {r['fid_vq']:.1f})  "
                   f"clip_t {r.get('clip_t', float('nan')):.3f}  (n={r['n']})")
+    err.print(f"{'space':14s} look: ground {space['ground_acc']:.2f}  fill {space['fill_acc']:.2f}  content "
+              f"{space['content_acc']:.2f} (real renders: {space['real_ground_acc']:.2f} / {space['real_fill_acc']:.2f}"
+              f" / {space['real_content_acc']:.2f})  toy FID {space['fid']:.1f}  (n={space['n']})")
 
 
 
