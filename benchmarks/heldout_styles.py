@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--steps", type=int, default=TrainConfig.steps)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr)
     ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--kind", default="bottleneck")
+    ap.add_argument("--kind", default="bottleneck", choices=adapters.KINDS)
     ap.add_argument("--lambda-a", type=float, default=DEFAULT_LAMBDA_A)
     ap.add_argument("--lambda-b", type=float, default=DEFAULT_LAMBDA_B)
     ap.add_argument("--seeds", type=int, default=4)
@@ -49,7 +49,7 @@ def main():
         caption = f"{world.caption(args.reference_content, None)} {descriptor}"
         t = time.time()
         theta = train_adapter(base, [ref], caption, adapters.AdapterConfig(args.kind, args.rank),
-                              TrainConfig(steps=args.steps, lr=args.lr))
+                              TrainConfig(steps=args.steps, lr=args.lr), words=descriptor)
         train_s = time.time() - t
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, SampleConfig(steps=12),
                            args.lambda_a, args.lambda_b, args.seeds)
@@ -62,7 +62,12 @@ def main():
         a, b = r["adapter"], r["base"]
         print(f"{style:11s} train {train_s:4.0f}s | adapter style {a['style_acc']:.2f} content {a['content_acc']:.2f} "
               f"leak {a['leakage']:.2f} clip_t {a.get('clip_t', 0):.3f} clip_i {a.get('clip_i', 0):.3f} | "
-              f"base style {b['style_acc']:.2f} content {b['content_acc']:.2f}", flush=True)
+              f"base style {b['style_acc']:.2f} content {b['content_acc']:.2f} | toy FID adapter {a['fid']:.1f} "
+              f"base {b['fid']:.1f} (real vs real {r['fid_floor']:.1f}, VQ round trip {r['fid_vq']:.1f})", flush=True)
+    mean = {k: float(np.mean([r["adapter"][k] for r in report.values()])) for k in ("style_acc", "content_acc",
+                                                                                     "leakage", "fid")}
+    print(f"{'mean':11s} adapter style {mean['style_acc']:.2f} content {mean['content_acc']:.2f} "
+          f"leak {mean['leakage']:.2f} toy FID {mean['fid']:.1f}", flush=True)
     write_json(args.out / "report.json", {"args": {k: str(v) for k, v in vars(args).items()}, "styles": report})
 
 

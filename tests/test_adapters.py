@@ -167,3 +167,38 @@ def test_demo_page_shows_every_picture_in_a_browser(cli, base, tmp_path):
         assert "base alone" in text and "StyleDrop" in text and "Oracle scores" in text
     finally:
         driver.quit()
+
+
+def test_token_adapter_learns_only_its_words_through_t(cli, base, tmp_path):
+    """Textual inversion: G and T untouched, the style words' embeddings learned; only prompts with them change."""
+    from styledrop import world
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("fish", "pop_art")]).image).save(ref)
+    g_before = {k: v.clone() for k, v in base.transformer.state_dict().items()}
+    t_before = base.text_encoder.get_input_embeddings().weight.clone()
+    out = tmp_path / "tok.safetensors"
+    code, _, err = cli("train", "--image", ref, "--token", "[v]", "--adapter", "token", "--out", out, "--steps", 20,
+                       "--batch", 2, "--lr", 0.05, "--base", base.path)
+    assert code == 0, err
+    a, meta = adapters.load(out, base)
+    assert meta["adapter"]["kind"] == "token" and meta["words"] == "in [v] style"
+    assert adapters.param_count(a) == len(a.ids) * t_before.shape[1]
+    assert not torch.allclose(a.vectors, t_before[a.ids])  # learned away from the words' own meaning
+    assert all(torch.equal(v, base.transformer.state_dict()[k]) for k, v in g_before.items())
+    assert torch.equal(base.text_encoder.get_input_embeddings().weight, t_before)
+
+    ids = torch.randint(0, base.mask_id + 1, (2, base.grid**2))
+    for prompt, changed in (("a boat in [v] style", True), ("a boat", False)):
+        kw = dict(lambda_b=1.0, adapter=a, lambda_a=1.0)
+        with_a = guided_logits_fn(base, [prompt] * 2, **kw)(ids)
+        plain = guided_logits_fn(base, [prompt] * 2, lambda_b=1.0)(ids)  # λA·(Ĝθ − G) vanishes if Tθ = T
+        assert changed != torch.allclose(with_a, plain, atol=1e-5), prompt
+    code, _, err = cli("sample", "--adapter", out, "--prompt", "a boat", "--n", 1, "--steps", 2,
+                       "--out", tmp_path / "s", "--base", base.path)
+    assert code == 0, err
+    sub = tmp_path / "sub.safetensors"
+    assert cli("train", "--subject", ref, "--token", "[w]", "--class", "fish", "--out", sub, "--steps", 2,
+               "--batch", 2, "--base", base.path)[0] == 0
+    code, _, err = cli("sample", "--style", out, "--subject", sub, "--prompt", "a [w] fish", "--n", 1,
+                       "--steps", 2, "--out", tmp_path / "both", "--base", base.path)
+    assert code == 2 and "token adapter" in err and not (tmp_path / "both").exists()

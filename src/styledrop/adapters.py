@@ -5,6 +5,7 @@ truncated-normal (std 0.02), placed after the cross-attention and after the MLP 
 transformer layer, each site with its own weights. ``shared`` (the paper's small variant): one
 W_down/W_up pair for all sites, plus a per-site offset inside the bottleneck and on the output.
 ``lora``: LoRA (via peft) on the cross-attention and MLP projections of every layer.
+``token``: textual inversion, the style words' input embeddings in T (``token_adapter.py``); G untouched.
 
 Adapters attach to G with forward hooks, so G itself is never modified and the same G runs with
 and without them. ``gate`` (one 0/1 per batch row) switches an adapter on for some rows only:
@@ -22,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-KINDS = ("bottleneck", "shared", "lora")
+KINDS = ("bottleneck", "shared", "lora", "token")
 
 
 @dataclass(frozen=True)
@@ -114,9 +115,13 @@ class Adapter(nn.Module):
         return {"adapter": asdict(self.cfg), "dim": self.dim, "sites": self.n_sites}
 
 
-def build(cfg: AdapterConfig, transformer) -> nn.Module:
-    """A new, zero-effect adapter for ``transformer`` (not yet attached)."""
+def build(cfg: AdapterConfig, transformer, base=None, words: str | None = None, token_ids=None) -> nn.Module:
+    """A new, zero-effect adapter for ``transformer`` (not yet attached); a ``token`` adapter also needs the
+    ``base`` (its T) and the ``words`` it learns (or their ``token_ids``, when loading one)."""
     device = next(transformer.parameters()).device  # on G's device, in fp32 whatever G's dtype
+    if cfg.kind == "token":
+        from .token_adapter import TokenAdapter
+        return TokenAdapter(cfg, base, words, token_ids).to(device)
     if cfg.kind == "lora":
         from .lora import LoraAdapter
         return LoraAdapter(cfg, transformer).to(device)
@@ -175,7 +180,8 @@ def load(path, base) -> tuple[nn.Module, dict]:
         raise UserError(f"{path} was trained for base {meta['base_id']} ({made}), "
                         f"but the base in use is {base.model_id()} ({Path(base.path).name})")
     try:
-        adapter = build(AdapterConfig(**meta["adapter"]), base.transformer)
+        adapter = build(AdapterConfig(**meta["adapter"]), base.transformer, base, meta.get("words"),
+                        meta.get("token_ids"))
         adapter.load_state_dict(tensors)
     except (ValueError, RuntimeError, TypeError) as e:
         raise UserError(f"{path}: adapter does not fit this base: {e}") from None

@@ -93,6 +93,9 @@ class composed:
     """``with composed(base, θs, θc, mode) as merged:`` attaches what ``mode`` needs and detaches it after."""
 
     def __init__(self, base, style, subject, mode: str):
+        if "token" in (style.cfg.kind, subject.cfg.kind):
+            raise UserError("composing needs two adapters inside G; a token adapter only changes its words: write "
+                            "both adapters' words in one prompt and sample with the other adapter")
         self.base, self.mode = base, mode
         self.merged = merge(style, subject, base.transformer) if mode == "merge" else None
         self.parts = [self.merged] if self.merged is not None else [style, subject]

@@ -147,7 +147,7 @@ def retrain(base, adapter_cfg, meta: dict, references, images, rows, kept: list[
     captions += [style_prompt(rows[i]["prompt"], descriptor) for i in kept]
     torch.manual_seed(train_cfg.seed)
     new = train_adapter(base, list(references) + [images[i] for i in kept], captions, adapter_cfg, train_cfg,
-                        progress=progress)
+                        progress=progress, words=descriptor)
     return new, captions
 
 

@@ -14,7 +14,9 @@ import torch
 
 from . import adapters
 from .device import processes
+from .io import UserError
 from .muse import stages
+from .muse.text import tokenize
 from .muse.train_transformer import masked_token_loss
 from .oracle import to_tensor
 
@@ -51,23 +53,30 @@ def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tens
 
 
 def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adapter_cfg: adapters.AdapterConfig,
-                  cfg: TrainConfig, ckpt=None, progress=None):
+                  cfg: TrainConfig, ckpt=None, progress=None, words: str | None = None):
     """Returns the trained adapter (detached from G). ``caption`` is one caption for every image, or
-    one per image (round 2 of feedback trains on images made for different prompts)."""
+    one per image (round 2 of feedback trains on images made for different prompts). ``words``: what a
+    ``token`` adapter learns (the style descriptor or the subject's token), which the captions contain."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     captions = [caption] * len(images) if isinstance(caption, str) else list(caption)
     assert len(captions) == len(images)
     tokens = reference_tokens(base, images, cfg.mirror)
-    hidden, pooled = base.encode_text(captions * (2 if cfg.mirror else 1))  # row k captions token row k
-    adapter = adapters.build(adapter_cfg, base.transformer).attach(base.transformer)
+    captions = captions * (2 if cfg.mirror else 1)  # row k captions token row k
+    hidden, pooled = base.encode_text(captions)
+    adapter = adapters.build(adapter_cfg, base.transformer, base, words).attach(base.transformer)
+    if adapter_cfg.kind == "token" and not any(adapter._spans(tokenize(base.tokenizer, captions))):
+        raise UserError(f"the captions do not contain the words the token adapter learns ({words!r})")
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
 
     world = processes()  # (k, n) under `accelerate launch` / torchrun with n > 1, else None
 
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
-        loss = masked_token_loss(base.net, tokens[rows], hidden[rows], pooled[rows],
+        h, p = hidden[rows], pooled[rows]
+        if adapter_cfg.kind == "token":  # the text itself is what is learned: through T each step
+            h, p = adapter.encode_text(base, [captions[r] for r in rows.tolist()], grad=True)
+        loss = masked_token_loss(base.net, tokens[rows], h, p,
                                  base.mask_id, base.image_size, g, part=world, max_ratio=cfg.max_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()

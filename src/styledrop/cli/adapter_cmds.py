@@ -57,7 +57,8 @@ def train(
     lr: float = typer.Option(TrainConfig.lr, help="Learning rate."),
     batch: int = typer.Option(8, help="Batch size (references are repeated and masked differently)."),
     rank: Optional[int] = typer.Option(None, help="Bottleneck width (default 8) or LoRA rank (default 4): <1% of G."),
-    adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora."),
+    adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora | token (textual "
+                                "inversion: learns only what the style's words mean to T; G untouched)."),
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -115,7 +116,8 @@ def train(
     with progress_bar() if first else nullcontext() as bar:
         task = bar.add_task("training", total=steps, info="") if first else None
         theta = train_adapter(model, images, captions, acfg, tcfg, ckpt, None if not first else
-                              lambda i, n, losses: bar.update(task, completed=i, info=f"loss {losses['loss']:.3f}"))
+                              lambda i, n, losses: bar.update(task, completed=i, info=f"loss {losses['loss']:.3f}"),
+                              words=info.get("style") or info.get("token"))
     if not first:
         return
     if procs is not None:

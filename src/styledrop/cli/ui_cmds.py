@@ -16,7 +16,7 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
     port: int = typer.Option(7860, help="Port."),
     workdir: Path = typer.Option(Path("runs/ui"), help="Folder for uploads, generated images and adapters."),
-    adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora."),
+    adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora | token."),
     scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP + " The studio shows each picture's CLIP-T and "
                                           "can tick the best of each batch."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
@@ -30,8 +30,8 @@ def ui(
 
     from ..ui.app import create_app
     from ..ui.studio import Studio
-    if adapter not in ("bottleneck", "shared", "lora"):
-        fail(f"unknown adapter kind {adapter!r}; expected bottleneck, shared or lora")
+    if adapter not in ("bottleneck", "shared", "lora", "token"):
+        fail(f"unknown adapter kind {adapter!r}; expected bottleneck, shared, lora or token")
     if not 0 < port < 65536:
         fail(f"port must be in 1..65535, got {port}")
     from ..scorer import resolve

@@ -146,6 +146,6 @@ PRESETS = {
     # at 8x8), the best held-out loss per minute among the proxies (docs/experiments.md)
     "v2": PretrainConfig(vq=VQTrainConfig(steps=6000, levels=2, channels=64, codebook_size=4096, space=0.5),
                          clip=ClipTrainConfig(steps=800, space=0.5, content_only=0.4),
-                         transformer=TransformerTrainConfig(steps=4500, batch=32, hidden=256, layers=4, channels=64,
+                         transformer=TransformerTrainConfig(steps=4000, batch=32, hidden=256, layers=4, channels=64,
                                                             downsample=True, space=0.5)),
 }

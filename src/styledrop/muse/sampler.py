@@ -93,7 +93,9 @@ def guided_logits_fn(base, prompts: list[str], *, lambda_b: float, negative: str
     b = len(prompts)
     t_h, t_p = base.encode_text(prompts)
     n_h, n_p = base.encode_text([negative] * b) if negative else base.encode_empty(b)
-    branches = ([(t_h, t_p, 1.0)] if adapter is not None else []) + [(t_h, t_p, 0.0), (n_h, n_p, 0.0)]
+    a_h, a_p = (adapter.encode_text(base, prompts) if hasattr(adapter, "encode_text")  # a token adapter: Tθ(t)
+                else (t_h, t_p))
+    branches = ([(a_h, a_p, 1.0)] if adapter is not None else []) + [(t_h, t_p, 0.0), (n_h, n_p, 0.0)]
     if adapter is None and lambda_b == 0:
         branches = branches[:1]
     hidden = torch.cat([h for h, _, _ in branches])

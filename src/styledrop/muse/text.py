@@ -83,10 +83,16 @@ def tokenize(tokenizer, prompts: list[str], allow_empty: bool = False) -> torch.
     return torch.tensor(out)
 
 
-@torch.no_grad()
-def encode_text(text_encoder, tokenizer, prompts: list[str],
-                allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_text_with_grad(text_encoder, tokenizer, prompts: list[str],
+                          allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states (B, L, D) from the penultimate layer, pooled projection (B, P)), as aMUSEd does."""
     ids = tokenize(tokenizer, prompts, allow_empty).to(text_encoder.device)
     out = text_encoder(ids, return_dict=True, output_hidden_states=True)
     return out.hidden_states[-2], out.text_embeds
+
+
+@torch.no_grad()
+def encode_text(text_encoder, tokenizer, prompts: list[str],
+                allow_empty: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``encode_text_with_grad`` for a frozen T (no graph kept)."""
+    return encode_text_with_grad(text_encoder, tokenizer, prompts, allow_empty)

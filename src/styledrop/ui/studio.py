@@ -145,7 +145,7 @@ class Studio:
             self.rounds[number] = (theta, path)
             self.descriptor, self.content = descriptor, content
 
-        return self._start(f"round {number}", images, captions, steps, done)
+        return self._start(f"round {number}", images, captions, steps, done, descriptor)
 
     def start_subject_training(self, token: str, class_noun: str, steps: int = 200) -> Job:
         """A subject (content) adapter on the subject images, captioned 'a [v] fish'."""
@@ -164,14 +164,15 @@ class Studio:
                           "ui": True}})
             self.subject, self.subject_caption = theta, caption
 
-        return self._start("subject", list(self.subject_images), [caption] * len(self.subject_images), steps, done)
+        return self._start("subject", list(self.subject_images), [caption] * len(self.subject_images), steps, done,
+                           token)
 
     def _busy(self, what: str) -> Busy:
         job = self.job
         doing = job.doing() if job is not None and job.state == "running" else "the model is in use"
         return Busy(f"busy: {doing}; {what}")
 
-    def _start(self, kind: str, images, captions, steps: int, done) -> Job:
+    def _start(self, kind: str, images, captions, steps: int, done, words: str) -> Job:
         if not 1 <= steps <= 5000:
             raise UserError(f"steps must be in 1..5000, got {steps}")
         if not self._model.acquire(blocking=False):
@@ -179,13 +180,13 @@ class Studio:
         try:
             job = Job(kind=kind, total=steps)
             self.job = job
-            threading.Thread(target=self._train, args=(job, images, captions, steps, done), daemon=True).start()
+            threading.Thread(target=self._train, args=(job, images, captions, steps, done, words), daemon=True).start()
         except BaseException:
             self._model.release()
             raise
         return job
 
-    def _train(self, job: Job, images, captions, steps, done) -> None:
+    def _train(self, job: Job, images, captions, steps, done, words: str) -> None:
         try:
             def progress(i, n, losses):
                 job.step, job.loss = i, losses["loss"]
@@ -193,7 +194,8 @@ class Studio:
                     raise Cancelled()
 
             theta = train_adapter(self.base, images, captions, self.adapter_cfg,
-                                  TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress)
+                                  TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress,
+                                  words=words)
             done(theta, job)
             job.state = "done"
         except Cancelled:  # the previous adapter stays in place
