@@ -51,6 +51,8 @@ def test_cli_refuses_a_missing_gpu_and_bad_dtype(cli, base, tmp_path):
         code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "g", "--device", "cuda",
                            "--base", base.path)
         assert code == 2 and "no CUDA device" in err and not (tmp_path / "g").exists()
+        code, _, err = cli("pretrain", "--device", "cuda", "--work", tmp_path / "w", "--out", tmp_path / "b")
+        assert code == 2 and "no CUDA device" in err and not (tmp_path / "w").exists()
     code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "g", "--dtype", "float64",
                        "--base", base.path)
     assert code == 2 and "float64" in err

@@ -168,6 +168,8 @@ def test_scorer_errors_on_the_command_line(cli, amused, tmp_path):
     code, _, err = cli("feedback", "--adapter", style, "--out", tmp_path / "r2.safetensors", "--base", amused,
                        "--prompts", "30")
     assert code == 2 and "--n-prompts" in err
+    code, _, err = cli("evaluate", "base", "--base", amused)
+    assert code == 2 and "evaluate style --scorer" in err
     code, _, err = cli("report", "--style", "lava", "--base", amused, "--out", tmp_path / "r.html")
     assert code == 2 and "--image" in err and not (tmp_path / "r.html").exists()
 

@@ -93,6 +93,8 @@ def pretrain(
     threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
     reuse: Optional[Path] = typer.Option(None, help="Folder of finished stages (vqvae/, tokenizer/, clip/) to start "
                                          "from, e.g. pretrained_stages/ in this repository."),
+    device: Optional[str] = typer.Option(None, help="Where the transformer stage runs: cpu | cuda (default: CUDA if "
+                                         "present); VQ and CLIP run on the CPU. The base is saved for the CPU."),
 ):
     """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G.
 
@@ -107,6 +109,8 @@ def pretrain(
     if threads:
         import torch
         torch.set_num_threads(threads)
+    from ..device import resolve
+    dev, _ = resolve(device, "float32")  # G trains in fp32 everywhere: its weights ship for the CPU
     if reuse is not None:
         from ..muse.pretrain import seed_work
         if not reuse.is_dir():
@@ -132,7 +136,7 @@ def pretrain(
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=n, info="")
             bar.update(tasks[stage], completed=i, info=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-        run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage)
+        run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage, dev)
     made = (out or DEFAULT_BASE) if stage == "all" else work / {"vq": "vqvae", "clip": "clip"}[stage]
     err.print(f"pretrained in {(time.time() - t) / 60:.1f} min -> {made}")
 
@@ -211,10 +215,13 @@ def evaluate_base(
     cfg = sample_config(steps, guidance, seed, token_temperature)
     if per_group < 1:
         fail(f"--per-group must be at least 1, got {per_group}")
+    model = load_base(base, device, dtype)
+    if not model.knows_world:
+        fail(f"evaluate base asks the toy world's questions, which only its oracles can judge, and "
+             f"{model.path} is not the toy world's base: measure an adapter with `evaluate style --scorer PATH`")
     with progress_bar() as bar:
         task = bar.add_task("evaluating", total=4, info="")
-        report = run(load_base(base, device, dtype), Oracles.load(), cfg, per_group,
-                     lambda i, n, _: bar.update(task, completed=i))
+        report = run(model, Oracles.load(), cfg, per_group, lambda i, n, _: bar.update(task, completed=i))
     if as_json:
         print(json.dumps(report))
         return

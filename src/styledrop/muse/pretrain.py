@@ -56,8 +56,10 @@ def seed_work(work: Path, reuse: Path) -> list[str]:
     return copied
 
 
-def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: str | None = None) -> MuseBase | None:
-    """``progress(stage, done, total, losses)`` is called as each stage goes.
+def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: str | None = None,
+             device="cpu") -> MuseBase | None:
+    """``progress(stage, done, total, losses)`` is called as each stage goes. ``device``: where the
+    transformer stage (tokenizing its pictures, then G) runs; the VQ and CLIP stages run on the CPU.
 
     ``only="vq"`` or ``only="clip"`` runs just that stage (the two are independent and can run
     in two processes at once); anything else runs whatever is not finished yet, then assembles.
@@ -90,8 +92,9 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     recipe = g_cfg.data_recipe()
     tensors, header = load_tensors(data) if data.is_file() else ({}, {})
     if header.get("recipe") != recipe:  # none yet, or made for another recipe: tokenize anew
-        tokens, meta = token_dataset(vq, g_cfg.images, g_cfg.seed, progress=tick("tokenize"), pose=g_cfg.pose,
-                                     varied=g_cfg.varied, space=g_cfg.space)
+        tokens, meta = token_dataset(vq.to(device), g_cfg.images, g_cfg.seed, progress=tick("tokenize"),
+                                     pose=g_cfg.pose, varied=g_cfg.varied, space=g_cfg.space)
+        vq.cpu()
         save_tensors(data, {"tokens": tokens}, {"meta": meta, "recipe": recipe})
         tensors, header = {"tokens": tokens}, {"meta": meta}
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
@@ -99,7 +102,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     g_dir = work / "transformer"
     if not (g_dir / "config.json").is_file():
         g = train_transformer(cfg.transformer, vq, text_encoder, tokenizer, tokens, meta,
-                              work / "transformer.ckpt.safetensors", tick("transformer"))
+                              work / "transformer.ckpt.safetensors", tick("transformer"), device)
         g.save_pretrained(g_dir)
     g = load_transformer(g_dir)
     base = MuseBase(tokenizer, text_encoder, vq, g, tr.mask_token_id(g), scorer=clip)

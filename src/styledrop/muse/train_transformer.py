@@ -81,7 +81,8 @@ def token_dataset(vq, n: int, seed: int, batch: int = 256, progress=None, pose: 
     tokens, meta = [], []
     for i in range(0, n, batch):
         samples = [picture(k) for k in range(i, min(n, i + batch))]
-        tokens.append(vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1))
+        x = to_tensor([s.image for s in samples]).to(next(vq.parameters()).device)
+        tokens.append(vq.encode_indices(x).flatten(1).cpu())
         meta += [(s.content, s.style, s.caption) for s in samples]
         if progress:
             progress(min(n, i + batch), n, {})
@@ -125,7 +126,8 @@ def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf1
 
 
 def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, tokens, meta,
-                      ckpt=None, progress=None) -> UVit2DModel:
+                      ckpt=None, progress=None, device="cpu") -> UVit2DModel:
+    """G trained on ``device`` (a GPU where one is at hand: the same steps, in fp32); returned on the CPU."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     te = text_encoder.config
@@ -143,6 +145,7 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
     captions = [""] + captions
     index = {c: i for i, c in enumerate(captions)}
     hidden, pooled = caption_table(text_encoder, tokenizer, captions)
+    model, tokens, hidden, pooled = model.to(device), tokens.to(device), hidden.to(device), pooled.to(device)
     full = torch.tensor([index[c] for _, _, c in meta])
     content_only = torch.tensor([index[world.caption(c, None, k % 2)] for k, (c, _, _) in enumerate(meta)])
 
@@ -163,4 +166,4 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
 
     stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress,
                recipe=cfg.recipe())
-    return model.eval()
+    return model.cpu().eval()
