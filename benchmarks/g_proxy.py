@@ -21,12 +21,15 @@ import torch.nn.functional as F
 from transformers import CLIPModel, CLIPTokenizer
 
 from styledrop import world
+from styledrop.evaluate import oracle_scores
 from styledrop.io import load_tensors, save_tensors
 from styledrop.muse import transformer as tr
+from styledrop.muse.base import MuseBase
 from styledrop.muse.pretrain import text_encoder_of
+from styledrop.muse.sampler import SampleConfig, generate
 from styledrop.muse.train_transformer import TransformerTrainConfig, caption_table, token_dataset, train_transformer
 from styledrop.muse.vq import TinyVQModel
-from styledrop.oracle import to_tensor
+from styledrop.oracle import Oracles, to_tensor
 
 
 def tokens_for(vq, work: Path, images: int, space: float, seed: int):
@@ -86,10 +89,14 @@ def main():
     t = time.perf_counter()
     g = train_transformer(cfg, vq, te, tok, tokens, meta)
     seconds = time.perf_counter() - t
+    pairs = [world.pairs("pretrain")[i * 7 % len(world.pairs("pretrain"))] for i in range(32)]
+    images = generate(MuseBase(tok, te, vq, g, tr.mask_token_id(g)), [world.caption(c, s) for c, s in pairs],
+                      SampleConfig(seed=0))
+    samples = oracle_scores(Oracles.load(), images, [c for c, _ in pairs], [s for _, s in pairs])
     print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work")},
                       "params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
                       "train_s": round(seconds), "s_per_step": round(seconds / args.steps, 2),
-                      "held_out_loss": held_out_loss(g, vq, te, tok)}))
+                      "held_out_loss": held_out_loss(g, vq, te, tok), "samples": samples}))
 
 
 if __name__ == "__main__":
