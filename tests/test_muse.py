@@ -238,6 +238,14 @@ def test_pretrain_reuses_finished_stages(tmp_path, base):
     from_base = tmp_path / "from_base"  # a finished base folder: its clip_scorer/ is stage 2's CLIP
     assert seed_work(from_base, base.path) == ["vqvae", "tokenizer", "clip"]
     assert (from_base / "clip" / "config.json").is_file()
+    # a stage folder made under another recipe is left out (and its tokenizer with it), not copied to be refused
+    import shutil
+
+    from styledrop.io import write_json
+    stages = tmp_path / "stages"
+    shutil.copytree(fresh, stages)
+    write_json(stages / "clip" / "styledrop_stage.json", {"recipe": {"space": 0.5}})
+    assert seed_work(tmp_path / "other", stages, {"clip": {"space": 0.0}}) == ["vqvae"]
 
 
 def test_evaluate_base_and_bench_commands(cli, base):

@@ -111,11 +111,6 @@ def pretrain(
         torch.set_num_threads(threads)
     from ..device import resolve
     dev, _ = resolve(device, "float32")  # G trains in fp32 everywhere: its weights ship for the CPU
-    if reuse is not None:
-        from ..muse.pretrain import seed_work
-        if not reuse.is_dir():
-            fail(f"--reuse folder not found: {reuse}")
-        err.print(f"reusing finished stages from {reuse}: {', '.join(seed_work(work, reuse)) or 'none needed'}")
     try:
         cfg = PretrainConfig.preset(recipe)
     except ValueError as e:
@@ -128,6 +123,15 @@ def pretrain(
         cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
     if g_varied:
         cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
+    if reuse is not None:
+        from ..muse.pretrain import other_recipes, seed_work
+        if not reuse.is_dir():
+            fail(f"--reuse folder not found: {reuse}")
+        recipes = {"vqvae": cfg.vq.recipe(), "clip": cfg.clip.recipe()}
+        for part in other_recipes(reuse, recipes):
+            err.print(f"not reusing {reuse / part}: it was made with another recipe than {recipe}'s; it is trained")
+        copied = seed_work(work, reuse, recipes)
+        err.print(f"reusing finished stages from {reuse}: {', '.join(copied) or 'none needed'}")
     t = time.time()
     with progress_bar() as bar:
         tasks = {}

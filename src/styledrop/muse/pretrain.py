@@ -44,12 +44,27 @@ STAGES = ("vq", "clip", "transformer")
 STAGE_RECIPE = "styledrop_stage.json"  # in a finished stage folder: the recipe that made it
 
 
-def seed_work(work: Path, reuse: Path) -> list[str]:
+def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
+    """The stage folders in ``reuse`` (``vqvae``, ``clip``) made under another recipe than ``recipes`` asks."""
+    out = []
+    for part, expected in recipes.items():
+        made = reuse / part / STAGE_RECIPE
+        if made.is_file() and read_json(made)["recipe"] != expected:
+            out.append(part)
+    return out
+
+
+def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -> list[str]:
     """Copy finished stages (vqvae/, tokenizer/ + clip/) from ``reuse`` into ``work``; they are then skipped.
 
-    ``reuse`` may also be a finished base folder, whose ``clip_scorer/`` is the whole CLIP of stage 2."""
+    ``reuse`` may also be a finished base folder, whose ``clip_scorer/`` is the whole CLIP of stage 2.
+    ``recipes`` (stage -> recipe): a stage made under another recipe is not copied (it is trained instead)."""
+    skip = set(other_recipes(reuse, recipes or {}))
+    skip |= {"tokenizer"} if "clip" in skip else set()  # a CLIP's tokenizer goes with it
     copied = []
     for part, source in (("vqvae", "vqvae"), ("tokenizer", "tokenizer"), ("clip", "clip"), ("clip", "clip_scorer")):
+        if part in skip:
+            continue
         if (reuse / source).is_dir() and not (work / part).exists():
             shutil.copytree(reuse / source, work / part)
             copied.append(part)
