@@ -76,3 +76,19 @@ def test_style_space_rarely_looks_like_a_held_out_style(cli):
     report = json.loads(out)
     assert report["heldout_fraction"] <= 0.05 and set(report["by_style"]) == {"pop_art", "lava", "camouflage",
                                                                              "rainbow"}
+
+
+def test_grouped_clip_batches_share_a_look_within_each_group():
+    from styledrop import world
+    from styledrop.muse.train_clip import ClipTrainConfig, _grouped_batch
+    cfg = ClipTrainConfig(batch=32, grouped=8, space=0.5)
+    batch = _grouped_batch(3, cfg, world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE))
+    assert len(batch) == 32
+    groups = [batch[k:k + 8] for k in range(0, 32, 8)]
+    assert all(len({s.look or s.style for s in g}) == 1 for g in groups)
+    assert any(len({s.content for s in g}) > 1 for g in groups)
+    assert {s.style == world.SPACE for s in batch} == {True, False}  # both kinds of group in this batch
+    assert [s.caption for s in batch] == [s.caption for s in _grouped_batch(3, cfg, world.pairs("pretrain"),
+                                                                             world.choose_pairs("pretrain",
+                                                                                                world.SPACE))]
+    assert "grouped" not in ClipTrainConfig().recipe() and ClipTrainConfig(grouped=8).recipe()["grouped"] == 8

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
@@ -31,10 +32,14 @@ class ClipTrainConfig:
     # fraction of captions naming the content only: content is what feedback must judge in a new style
     content_only: float = 0.2
     seed: int = 2
+    # > 0: each batch is groups of this many pictures sharing one style or look, so that within a group only the
+    # content tells the captions apart (the style alone is learned within a few hundred steps, content not)
+    grouped: int = 0
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space``/``content_only`` only when not v1's."""
-        v1 = {"space": 0.0, "content_only": 0.2}
+        """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped`` only when
+        not v1's."""
+        v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0}
         return {k: v for k, v in asdict(self).items() if k != "steps" and v1.get(k, object()) != v}
 
 
@@ -68,6 +73,23 @@ def _captions(samples, rng: torch.Generator, content_only: float = 0.2):
     return out
 
 
+def _grouped_batch(i: int, cfg: ClipTrainConfig, choices, space) -> list[world.Sample]:
+    """Batch ``i`` as groups of ``cfg.grouped`` pictures, each group in one look (``cfg.space`` of the groups)
+    or one named style, its contents drawn freely."""
+    out = []
+    for k in range(cfg.batch // cfg.grouped):
+        rng = np.random.default_rng([cfg.seed, i, k])
+        first = (i * cfg.batch + k * cfg.grouped)
+        if rng.random() < cfg.space:
+            look = world.space.draw_look(rng)
+            out += [world.sample_look(first + j, cfg.seed, space, look) for j in range(cfg.grouped)]
+        else:
+            style = choices[rng.integers(len(choices))][1]
+            same = [(c, s) for c, s in choices if s == style]
+            out += [world.sample(first + j, cfg.seed, same) for j in range(cfg.grouped)]
+    return out
+
+
 def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLIPModel:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -76,8 +98,9 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
 
     def step(i):
-        samples = [world.mixed_sample(i * cfg.batch + k, cfg.seed, choices, space, cfg.space)
-                   for k in range(cfg.batch)]
+        samples = (_grouped_batch(i, cfg, choices, space) if cfg.grouped else
+                   [world.mixed_sample(i * cfg.batch + k, cfg.seed, choices, space, cfg.space)
+                    for k in range(cfg.batch)])
         caps = _captions(samples, g, cfg.content_only)
         ids = tokenize(tokenizer, [c for c, _, _ in caps])
         out = model(input_ids=ids, pixel_values=to_tensor([s.image for s in samples]))
