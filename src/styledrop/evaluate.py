@@ -91,13 +91,13 @@ def evaluate_base(base, oracles: Oracles, cfg: SampleConfig, per_group: int = 48
     real = space_prompt_set(per_group)  # descriptor prompts: does G draw the look it is asked for?
     looks = [world.space.parse_look(s.look) for s in real]
     images = generate(base, [s.caption for s in real], replace(cfg, seed=cfg.seed + 3000))
-    scores = oracle_scores(oracles, images, [s.content for s in real], [s.style for s in real])
-    report["space"] = {"content_acc": scores["content_acc"], **look_scores(images, looks),
-                       "real_content_acc": oracle_scores(oracles, [s.image for s in real], [s.content for s in real],
-                                                         [s.style for s in real])["content_acc"],
-                       "real_ground_acc": look_scores([s.image for s in real], looks)["ground_acc"],
-                       "real_fill_acc": look_scores([s.image for s in real], looks)["fill_acc"],
-                       "fid": toy_fid(oracles, images, [s.image for s in real]), "n": len(real)}
+    pictures, contents, styles = [s.image for s in real], [s.content for s in real], [s.style for s in real]
+    on_real = look_scores(pictures, looks)
+    report["space"] = {"content_acc": oracle_scores(oracles, images, contents, styles)["content_acc"],
+                       **look_scores(images, looks),
+                       "real_content_acc": oracle_scores(oracles, pictures, contents, styles)["content_acc"],
+                       "real_ground_acc": on_real["ground_acc"], "real_fill_acc": on_real["fill_acc"],
+                       "fid": toy_fid(oracles, images, pictures), "n": len(real)}
     if scorer is not None:
         report["space"]["clip_t"] = float(scorer.clip_t(images, [s.caption for s in real]).mean())
     if progress:
