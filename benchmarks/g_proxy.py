@@ -5,8 +5,10 @@
 The token cache (``--images`` pictures, ``--space`` of them from the style space) is built once per setting in
 ``--work``. The loss is measured on fresh pretraining-split pictures at fixed masks (50% and 90% masked, the
 states early and late sampling sees), with the full caption and with the content-only one; a G that uses its
-caption gains from it, so the content gap (content-only minus full at 90%) says how much the descriptor
-carries. Prints JSON with the wall-clock of the run.
+caption gains from it: the caption gap (content-only minus full at 90%) says how much the descriptor carries,
+and the content gap (the same caption naming another object, minus the right one) how much the object's name
+does. The content gap moves long before samples show objects, so it is the first sign that G reads content.
+Prints JSON with the wall-clock of the run.
 """
 
 from __future__ import annotations
@@ -49,15 +51,23 @@ def held_out_loss(g, vq, te, tok, n: int = 128, seed: int = 777) -> dict:
     tokens = vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1)
     mask_id, size = tr.mask_token_id(g), int(tokens.shape[1] ** 0.5) * vq.scale
     out = {}
+    others = world.PRETRAIN_CONTENTS
+    def other(c):
+        return others[(others.index(c) + 5) % len(others)]
+    wrong = [s.caption.replace(f"{world.article(s.content)} {s.content}", f"{world.article(other(s.content))} "
+                               f"{other(s.content)}", 1) for s in samples]
     for name, caps in (("full", [s.caption for s in samples]),
-                       ("content_only", [world.caption(s.content, None, 0) for s in samples])):
+                       ("content_only", [world.caption(s.content, None, 0) for s in samples]),
+                       ("wrong_content", wrong)):
         hidden, pooled = caption_table(te, tok, caps)
         for ratio in (0.5, 0.9):
             r = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(seed))
             mask = r < ratio
             logits = tr.logits(g, torch.where(mask, mask_id, tokens), hidden, pooled, size)
             out[f"{name}_{ratio:g}"] = round(F.cross_entropy(logits[mask], tokens[mask]).item(), 4)
-    out["content_gap_0.9"] = round(out["content_only_0.9"] - out["full_0.9"], 4)
+    out["caption_gap_0.9"] = round(out["content_only_0.9"] - out["full_0.9"], 4)
+    # what naming the right object (not another, in the same look) is worth: zero for a G blind to content
+    out["content_gap_0.9"] = round(out["wrong_content_0.9"] - out["full_0.9"], 4)
     return out
 
 
@@ -76,12 +86,18 @@ def main():
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--downsample", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--text", choices=("clip", "random"), default="clip",
+                    help="T: the stages' CLIP text tower, or a fresh random one of the same shape (keeps every word)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     vq = TinyVQModel.from_pretrained(args.vq, torch_dtype=torch.float32).eval()
     tok = CLIPTokenizer.from_pretrained(args.stages / "tokenizer")
-    te = text_encoder_of(CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32))
+    clip = CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32)
+    if args.text == "random":
+        torch.manual_seed(0)
+        clip = CLIPModel(clip.config)
+    te = text_encoder_of(clip)
     tokens, meta = tokens_for(vq, args.work, args.images, args.space, 3)
     cfg = TransformerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden,
                                  layers=args.layers, channels=args.channels, downsample=args.downsample,

@@ -343,3 +343,17 @@ def test_varied_fraction_of_g_pictures_and_its_recipe():
     assert TransformerTrainConfig(varied=0.5).recipe()["varied"] == 0.5
     assert TransformerTrainConfig().data_recipe() == {"images": 40000, "seed": 3, "pose": "centered"}
     assert TransformerTrainConfig(varied=0.5).data_recipe()["varied"] == 0.5
+
+
+def test_amused_vq_sees_pixels_in_zero_one_as_its_pipelines_give_them(tmp_path):
+    """aMUSEd's VQ-GAN takes and returns pixels in [0, 1] (do_normalize=False); ours are in [-1, 1]."""
+    base = MuseBase.load(amused_like_folder(tmp_path / "amused"))
+    seen = []
+    base.vq.vq.encoder.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    black_white = torch.full((1, 3, 32, 32), -1.0)
+    black_white[..., 16:] = 1.0
+    base.vq.encode_indices(black_white)
+    assert seen[0].min().item() == 0.0 and seen[0].max().item() == 1.0
+    idx = torch.zeros(1, 4, 4, dtype=torch.long)
+    decoded = base.vq.vq.decode(idx.reshape(1, -1), force_not_quantize=True, shape=(1, 4, 4, 8)).sample
+    assert torch.allclose(base.vq.decode_indices(idx), decoded.clamp(0, 1) * 2 - 1)

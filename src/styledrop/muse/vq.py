@@ -97,7 +97,10 @@ class TinyVQModel(ModelMixin, ConfigMixin):
 
 
 class DiffusersVQ(nn.Module):
-    """The same interface over diffusers' ``VQModel`` (real aMUSEd folders)."""
+    """The same interface over diffusers' ``VQModel`` (real aMUSEd folders).
+
+    aMUSEd's VQ-GAN works on pixels in [0, 1] (its pipelines preprocess with ``do_normalize=False`` and clip
+    the decoder's output to [0, 1]), so pictures are mapped from this package's [-1, 1] and back."""
 
     def __init__(self, vq):
         super().__init__()
@@ -115,7 +118,7 @@ class DiffusersVQ(nn.Module):
     @torch.no_grad()
     def encode_indices(self, x):
         p = next(self.vq.parameters())
-        latents = self.vq.encode(x.to(p.device, p.dtype)).latents
+        latents = self.vq.encode(((x + 1) / 2).to(p.device, p.dtype)).latents
         idx = self.vq.quantize(latents)[2][2]
         return idx.view(x.shape[0], latents.shape[2], latents.shape[3])
 
@@ -128,7 +131,7 @@ class DiffusersVQ(nn.Module):
         b, h, w = idx.shape
         out = self.vq.decode(idx.reshape(b, -1), force_not_quantize=True,
                              shape=(b, h, w, self.vq.config.latent_channels)).sample
-        return out.clamp(-1, 1)
+        return out.clamp(0, 1) * 2 - 1
 
 
 def reset_dead_codes(vq: TinyVQModel, usage: torch.Tensor, z: torch.Tensor, g: torch.Generator) -> int:
