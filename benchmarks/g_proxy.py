@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--downsample", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--codebook-init", action="store_true", help="G's embeddings start from the VQ codebook")
     ap.add_argument("--text", choices=("clip", "random"), default="clip",
                     help="T: the stages' CLIP text tower, or a fresh random one of the same shape (keeps every word)")
     args = ap.parse_args()
@@ -93,15 +94,12 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     vq = TinyVQModel.from_pretrained(args.vq, torch_dtype=torch.float32).eval()
     tok = CLIPTokenizer.from_pretrained(args.stages / "tokenizer")
-    clip = CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32)
-    if args.text == "random":
-        torch.manual_seed(0)
-        clip = CLIPModel(clip.config)
-    te = text_encoder_of(clip)
+    te = text_encoder_of(CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32), args.text == "random")
     tokens, meta = tokens_for(vq, args.work, args.images, args.space, 3)
     cfg = TransformerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden,
                                  layers=args.layers, channels=args.channels, downsample=args.downsample,
-                                 images=args.images, space=args.space)
+                                 images=args.images, space=args.space, text_encoder=args.text,
+                                 codebook_init=args.codebook_init)
     t = time.perf_counter()
     g = train_transformer(cfg, vq, te, tok, tokens, meta)
     seconds = time.perf_counter() - t

@@ -357,3 +357,27 @@ def test_amused_vq_sees_pixels_in_zero_one_as_its_pipelines_give_them(tmp_path):
     idx = torch.zeros(1, 4, 4, dtype=torch.long)
     decoded = base.vq.vq.decode(idx.reshape(1, -1), force_not_quantize=True, shape=(1, 4, 4, 8)).sample
     assert torch.allclose(base.vq.decode_indices(idx), decoded.clamp(0, 1) * 2 - 1)
+
+
+def test_g_may_read_a_text_tower_that_never_saw_a_picture(tmp_path):
+    """text_encoder="random": T is a fresh tower of CLIP's shape (seeded), not CLIP's own; the recipe says so."""
+    from dataclasses import replace
+
+    from transformers import CLIPModel
+
+    from styledrop.muse.pretrain import PretrainConfig, pretrain, text_encoder_of
+    from styledrop.muse.train_transformer import TransformerTrainConfig
+
+    from .tiny import TINY
+    assert "text_encoder" not in TransformerTrainConfig().recipe()  # v1 checkpoints still resume
+    cfg = PretrainConfig(TINY.vq, TINY.clip, replace(TINY.transformer, text_encoder="random"))
+    assert cfg.transformer.recipe()["text_encoder"] == "random"
+    base = pretrain(cfg, tmp_path / "base", tmp_path / "work")
+    clip = CLIPModel.from_pretrained(tmp_path / "work" / "clip")
+    te, again = text_encoder_of(clip, random=True), text_encoder_of(clip, random=True)
+    tower = base.text_encoder.text_model.embeddings.token_embedding.weight.float()  # saved in half precision
+    assert torch.allclose(tower, te.text_model.embeddings.token_embedding.weight, atol=1e-3)  # seeded: the same
+    assert torch.equal(te.text_projection.weight, again.text_projection.weight)
+    assert not torch.equal(tower, clip.text_model.embeddings.token_embedding.weight)
+    assert torch.allclose(base.scorer.text_model.embeddings.token_embedding.weight.float(),
+                          clip.text_model.embeddings.token_embedding.weight, atol=1e-3)  # the scorer stays CLIP

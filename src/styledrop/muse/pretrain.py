@@ -101,7 +101,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     vq = TinyVQModel.from_pretrained(vq_dir, torch_dtype=torch.float32).eval()
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32).eval()
-    text_encoder = text_encoder_of(clip)
+    text_encoder = text_encoder_of(clip, random=cfg.transformer.text_encoder == "random")
 
     data, g_cfg = work / "tokens.safetensors", cfg.transformer
     recipe = g_cfg.data_recipe()
@@ -147,13 +147,17 @@ def save_stage(model, folder: Path, recipe: dict, dtype=None) -> None:
     write_json(folder / STAGE_RECIPE, {"recipe": recipe})
 
 
-def text_encoder_of(clip: CLIPModel) -> CLIPTextModelWithProjection:
-    """The text tower and its projection of a CLIPModel, as the CLIPTextModelWithProjection aMUSEd uses."""
+def text_encoder_of(clip: CLIPModel, random: bool = False, seed: int = 11) -> CLIPTextModelWithProjection:
+    """The text tower and its projection of a CLIPModel, as the CLIPTextModelWithProjection aMUSEd uses
+    (``random``: one of the same shape, freshly initialised from ``seed``, that keeps every word apart)."""
     config = copy.deepcopy(clip.config.text_config)
     config.projection_dim = clip.config.projection_dim
-    te = CLIPTextModelWithProjection(config)
-    te.text_model.load_state_dict(clip.text_model.state_dict())
-    te.text_projection.load_state_dict(clip.text_projection.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        te = CLIPTextModelWithProjection(config)
+    if not random:
+        te.text_model.load_state_dict(clip.text_model.state_dict())
+        te.text_projection.load_state_dict(clip.text_projection.state_dict())
     return te.eval()
 
 

@@ -46,6 +46,11 @@ class TransformerTrainConfig:
     # Fraction of the images from the world's style space, captioned by their look's descriptor (1 in 4 by
     # content only), so that G can draw any content in looks between the named styles (v2).
     space: float = 0.0
+    # T, the frozen text encoder G reads: "clip" (CLIP's text tower, v1) or "random" (a text tower of the same shape
+    # that never saw a picture, as Muse's T5 never did). v2's CLIP cannot see shapes yet, and contrastive training
+    # then drowns the object's name in style: 1% of its hidden states' variance across captions is the object's,
+    # 44% in v1's CLIP, 61% in a random tower (docs/experiments.md)
+    text_encoder: str = "clip"
 
     def recipe(self) -> dict:
         """What makes a run of G (more steps may continue one), as its checkpoint records it."""
@@ -57,9 +62,13 @@ class TransformerTrainConfig:
                          "space": self.space})
 
 
+_UNUSED = {"varied": 0.0, "space": 0.0, "text_encoder": "clip"}
+
+
 def _if_used(recipe: dict) -> dict:
-    """``varied`` and ``space`` only when used, so caches and checkpoints made before them still match."""
-    return {k: v for k, v in recipe.items() if not (k in ("varied", "space") and v == 0)}
+    """``varied``, ``space`` and ``text_encoder`` only when not v1's, so caches and checkpoints made before them
+    still match."""
+    return {k: v for k, v in recipe.items() if not (k in _UNUSED and v == _UNUSED[k])}
 
 
 @torch.no_grad()
