@@ -87,6 +87,9 @@ def pretrain(
     g_varied: float = typer.Option(None, min=0.0, max=1.0,
                                    help="Fraction of G's images in a random rendering, captioned by content only "
                                         "(default 0, the shipped base)."),
+    g_space: float = typer.Option(None, min=0.0, max=1.0,
+                                  help="Fraction of G's images from the style space, captioned by their look "
+                                       "(default: the recipe's; v1 0, v2 0.5)."),
     recipe: str = typer.Option("v1", help="v1: the shipped base; v2: VQ and CLIP that have seen the style space "
                                           "(pretrained_stages/ holds its finished stages)."),
     stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
@@ -123,6 +126,8 @@ def pretrain(
         cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
     if g_varied:
         cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
+    if g_space is not None:
+        cfg = replace(cfg, transformer=replace(cfg.transformer, space=g_space))
     if reuse is not None:
         from ..muse.pretrain import other_recipes, seed_work
         if not reuse.is_dir():
