@@ -27,7 +27,7 @@ def test_interval_is_a_t_interval_over_seeds():
 
 def test_report_command(cli, base, tmp_path):
     out = tmp_path / "report.html"
-    code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--prompts", 2,
+    code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--n-prompts", 2,
                             "--per-prompt", 2, "--seeds", 2, "--json", "--base", base.path, "--token", "[v]")
     assert code == 0, err
     table = json.loads(stdout)["table"]

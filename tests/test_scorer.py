@@ -151,7 +151,8 @@ def test_the_real_path_with_a_real_clip(cli, amused, scorer_dir, tmp_path):
 
     page = tmp_path / "report.html"
     code, out, err = cli("report", "--image", ref, "--descriptor", "in lava style", "--reference-content", "a house",
-                         "--base", amused, "--scorer", scorer_dir, "--prompts", 2, "--per-prompt", 2, "--seeds", 2,
+                         "--base", amused, "--scorer", scorer_dir, "--prompts", prompts, "--n-prompts", 2,
+                         "--per-prompt", 2, "--seeds", 2,
                          "--steps", 2, "--ids", "0,3", "--out", page, "--json")
     assert code == 0, err
     table = json.loads(out)["table"]
@@ -159,6 +160,7 @@ def test_the_real_path_with_a_real_clip(cli, amused, scorer_dir, tmp_path):
     assert all(set(row) == {"clip_t", "clip_i"} for row in table.values())
     html = page.read_text()
     assert str(scorer_dir) in html and "no oracle metrics" in html
+    assert "2 content prompts" in html  # the file's two, not the 30 everyday subjects
 
 
 def test_scorer_errors_on_the_command_line(cli, amused, tmp_path):
@@ -172,6 +174,8 @@ def test_scorer_errors_on_the_command_line(cli, amused, tmp_path):
     assert code == 2 and "evaluate style --scorer" in err
     code, _, err = cli("report", "--style", "lava", "--base", amused, "--out", tmp_path / "r.html")
     assert code == 2 and "--image" in err and not (tmp_path / "r.html").exists()
+    code, _, err = cli("report", "--style", "lava", "--base", amused, "--out", tmp_path / "r.html", "--prompts", "12")
+    assert code == 2 and "--n-prompts" in err and not (tmp_path / "r.html").exists()
 
 
 def test_the_studio_ticks_the_best_of_each_batch_by_clip(amused, scorer_dir, tmp_path):

@@ -12,7 +12,7 @@ import typer
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..train import TrainConfig
 from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
-from .common import app, err, fail
+from .common import app, err, fail, read_prompts
 
 
 @app.command()
@@ -27,7 +27,10 @@ def report(
     reference_content: str = typer.Option("house", help="What the one reference image shows (with --image: any "
                                           "words, e.g. 'a bridge')."),
     steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps per round."),
-    prompts: int = typer.Option(12, help="Round-1 candidate prompts."),
+    prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts of candidates and "
+                                                "evaluation, one per line (default: the world's contents on the "
+                                                "toy base, 30 everyday subjects on any other)."),
+    prompts: int = typer.Option(12, "--n-prompts", help="Round-1 candidate prompts, cycling through the list."),
     per_prompt: int = typer.Option(8, help="Round-1 candidates per prompt."),
     seeds: int = typer.Option(4, help="Evaluation seeds per content (the intervals are over these)."),
     lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
@@ -51,6 +54,10 @@ def report(
     from .. import world
     from ..io import atomic_write, load_image
     from ..report import ReportConfig, build, render_html
+    if prompts_file is not None and not prompts_file.exists() and str(prompts_file).isdigit():
+        fail(f"--prompts takes a file of content prompts, one per line; the number of candidate prompts is "
+             f"--n-prompts {prompts_file}")
+    own_prompts = read_prompts(None, prompts_file) if prompts_file is not None else None
     if (style is None) == (image is None):
         fail("give --style (a world style, on the toy base) or --image (your own reference picture), one of them")
     try:
@@ -74,9 +81,9 @@ def report(
              "picture with --image and --descriptor")
     bad = [i for i in manual if not 0 <= i < prompts * per_prompt]
     if bad:
-        fail(f"--ids out of range 0..{prompts * per_prompt - 1} (--prompts x --per-prompt candidates): {bad}")
+        fail(f"--ids out of range 0..{prompts * per_prompt - 1} (--n-prompts x --per-prompt candidates): {bad}")
     result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"),
-                   scorer=clip, reference=reference)
+                   scorer=clip, reference=reference, prompts=own_prompts)
     page = render_html(result)
     atomic_write(out, lambda tmp: Path(tmp).write_text(page))
     err.print(f"wrote {out} in {time.time() - t:.0f}s")
