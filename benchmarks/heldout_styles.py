@@ -2,6 +2,9 @@
 
     python benchmarks/heldout_styles.py [--steps 300] [--lambda-a 0.5] [--lambda-b 1.5] [--out runs/heldout]
 
+``--references 16``: the perfect-data ceiling instead, an adapter on 16 real renders of the style (the
+reference's content, then the evaluated contents): what one image could reach at best on this base.
+
 Prints one row per style (adapter vs base on the same prompts) and writes report.json and the grids.
 """
 
@@ -37,6 +40,7 @@ def main():
     ap.add_argument("--styles", nargs="*", default=list(world.HELDOUT_STYLES))
     ap.add_argument("--token", default=None, help="caption the style 'in TOKEN style' (e.g. '[v]') instead of by "
                     "its descriptor: with a style G knows, the adapter must still learn it from the picture")
+    ap.add_argument("--references", type=int, default=1, help="real renders of the style to train on (the paper: 1)")
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
     args = ap.parse_args()
@@ -46,9 +50,12 @@ def main():
     for style in args.styles:
         ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
         descriptor = world.style_phrase(style, args.token)
-        caption = f"{world.caption(args.reference_content, None)} {descriptor}"
+        contents = [args.reference_content] + [c for c in world.PRETRAIN_CONTENTS if c != args.reference_content]
+        contents = [contents[k % len(contents)] for k in range(args.references)]
+        refs = [ref] + [world.sample(k, 0, [(c, style)], args.pose).image for k, c in enumerate(contents[1:], 1)]
+        captions = [f"{world.caption(c, None)} {descriptor}" for c in contents]
         t = time.time()
-        theta = train_adapter(base, [ref], caption, adapters.AdapterConfig(args.kind, args.rank),
+        theta = train_adapter(base, refs, captions, adapters.AdapterConfig(args.kind, args.rank),
                               TrainConfig(steps=args.steps, lr=args.lr), words=descriptor)
         train_s = time.time() - t
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, SampleConfig(steps=12),
