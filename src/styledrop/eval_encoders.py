@@ -18,6 +18,7 @@ from . import world
 from .evaluate import evaluate_vq
 from .io import UserError
 from .muse.base import load_vq
+from .muse.vq import psnr, round_trip
 from .oracle import Oracles, to_tensor
 from .scorer import Scorer
 
@@ -50,9 +51,7 @@ def load_clip_part(folder: Path) -> Scorer:
 def reconstruction_psnr(vq, images: list[np.ndarray]) -> float:
     """Mean-squared-error PSNR (dB) of encode-then-decode over a list of (H, W, 3) uint8 pictures."""
     x = to_tensor(images)
-    recon = torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + 128])) for i in range(0, len(x), 128)])
-    mse = ((recon.float().cpu() - x) / 2).pow(2).mean().item()
-    return 10 * float(np.log10(1 / max(mse, 1e-10)))
+    return psnr(round_trip(vq, x), x)
 
 
 def evaluate_tokenizer(vq, oracles: Oracles, n: int = 96, seed: int = 7, images=None) -> dict:

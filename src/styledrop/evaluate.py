@@ -18,7 +18,8 @@ import torch
 from . import world
 from .adapters import attached
 from .muse.sampler import SampleConfig, generate
-from .oracle import Oracles, to_tensor
+from .muse.vq import psnr, round_trip
+from .oracle import Oracles, to_images, to_tensor
 from .scorer import Scorer
 
 
@@ -112,11 +113,9 @@ def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = 
     choices = world.choose_pairs("pretrain", world.SPACE) if split == "space" else world.pairs(split)
     samples = world.batch(n, seed, choices)
     x = to_tensor([s.image for s in samples])
-    recon = torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + 128])) for i in range(0, n, 128)])
-    mse = ((recon - x) / 2).pow(2).mean().item()
-    images = ((recon + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-    scores = oracle_scores(oracles, images, [s.content for s in samples], [s.style for s in samples])
-    return {"psnr": 10 * float(np.log10(1 / max(mse, 1e-10))), "codes_used": int(
+    recon = round_trip(vq, x)
+    scores = oracle_scores(oracles, to_images(recon), [s.content for s in samples], [s.style for s in samples])
+    return {"psnr": psnr(recon, x), "codes_used": int(
         len(torch.unique(torch.cat([vq.encode_indices(x[i:i + 128]).flatten() for i in range(0, n, 128)])))),
         **scores}
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from . import world
-from .oracle import Oracles, to_tensor
+from .muse.vq import round_trip
+from .oracle import Oracles, to_images, to_tensor
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,9 +40,7 @@ def real_renders(pairs: list[tuple[str, str]], seed: int, pose: str = "centered"
 
 @torch.no_grad()
 def reconstructions(vq, images: list[np.ndarray]) -> np.ndarray:
-    x = to_tensor(images)
-    recon = torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + 128])) for i in range(0, len(x), 128)])
-    return ((recon.float().cpu() + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return to_images(round_trip(vq, to_tensor(images)))
 
 
 def reference_figures(vq, oracles: Oracles, pairs, seed: int) -> dict:

@@ -47,6 +47,11 @@ def to_tensor(images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
+def to_images(x: torch.Tensor) -> np.ndarray:
+    """The inverse of ``to_tensor``: float (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3) on the CPU."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 @dataclass(frozen=True)
 class OracleConfig:
     steps: int = 2000

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..oracle import to_images
 from . import schedule
 from . import transformer as tr
 
@@ -131,8 +132,7 @@ def cfg_logits_fn(base, prompts: list[str], guidance: float, negative: str = "")
 def tokens_to_images(base, ids: torch.Tensor) -> np.ndarray:
     """Token ids (B, N) -> uint8 images (B, H, W, 3)."""
     b = ids.shape[0]
-    x = base.vq.decode_indices(ids.view(b, base.grid, base.grid))
-    return ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return to_images(base.vq.decode_indices(ids.view(b, base.grid, base.grid)))
 
 
 @torch.no_grad()

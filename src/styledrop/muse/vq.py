@@ -11,6 +11,8 @@ Images are float (B, 3, H, W) in [-1, 1]; indices are long (B, h, w).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -132,6 +134,19 @@ class DiffusersVQ(nn.Module):
         out = self.vq.decode(idx.reshape(b, -1), force_not_quantize=True,
                              shape=(b, h, w, self.vq.config.latent_channels)).sample
         return out.clamp(0, 1) * 2 - 1
+
+
+@torch.no_grad()
+def round_trip(vq, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
+    """Encode then decode pictures (B, 3, H, W) in [-1, 1], ``batch`` at a time: the reconstructions, on the CPU."""
+    return torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + batch])).float().cpu()
+                      for i in range(0, len(x), batch)])
+
+
+def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
+    """Mean-squared-error PSNR (dB) between pictures in [-1, 1] (as pixels in [0, 1])."""
+    mse = ((recon - x) / 2).pow(2).mean().item()
+    return 10 * math.log10(1 / max(mse, 1e-10))
 
 
 def reset_dead_codes(vq: TinyVQModel, usage: torch.Tensor, z: torch.Tensor, g: torch.Generator) -> int:
