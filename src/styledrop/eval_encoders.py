@@ -51,7 +51,7 @@ def load_clip_part(folder: Path) -> Scorer:
 def reconstruction_psnr(vq, images: list[np.ndarray]) -> float:
     """Mean-squared-error PSNR (dB) of encode-then-decode over a list of (H, W, 3) uint8 pictures."""
     x = to_tensor(images)
-    return psnr(round_trip(vq, x), x)
+    return psnr(round_trip(vq, x)[0], x)
 
 
 def evaluate_tokenizer(vq, oracles: Oracles, n: int = 96, seed: int = 7, images=None) -> dict:

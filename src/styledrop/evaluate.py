@@ -113,11 +113,9 @@ def evaluate_vq(vq, oracles: Oracles, n: int = 512, seed: int = 7, split: str = 
     choices = world.choose_pairs("pretrain", world.SPACE) if split == "space" else world.pairs(split)
     samples = world.batch(n, seed, choices)
     x = to_tensor([s.image for s in samples])
-    recon = round_trip(vq, x)
+    recon, codes = round_trip(vq, x)
     scores = oracle_scores(oracles, to_images(recon), [s.content for s in samples], [s.style for s in samples])
-    return {"psnr": psnr(recon, x), "codes_used": int(
-        len(torch.unique(torch.cat([vq.encode_indices(x[i:i + 128]).flatten() for i in range(0, n, 128)])))),
-        **scores}
+    return {"psnr": psnr(recon, x), "codes_used": len(torch.unique(codes)), **scores}
 
 
 def space_heldout_fraction(oracles: Oracles, n: int = 2000, seed: int = 11) -> dict:

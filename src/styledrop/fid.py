@@ -40,7 +40,7 @@ def real_renders(pairs: list[tuple[str, str]], seed: int, pose: str = "centered"
 
 @torch.no_grad()
 def reconstructions(vq, images: list[np.ndarray]) -> np.ndarray:
-    return to_images(round_trip(vq, to_tensor(images)))
+    return to_images(round_trip(vq, to_tensor(images))[0])
 
 
 def reference_figures(vq, oracles: Oracles, pairs, seed: int) -> dict:

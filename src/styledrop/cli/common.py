@@ -41,6 +41,17 @@ def read_prompts(prompt: list[str] | None, prompts_file: Path | None) -> list[st
     return out
 
 
+def content_prompts(prompts_file: Path | None, count_option: str) -> list[str] | None:
+    """The lines of a ``--prompts FILE`` of content prompts, or None without one. A bare number is refused,
+    naming ``count_option`` (where the count of prompts goes: ``--prompts`` was once that count)."""
+    if prompts_file is None:
+        return None
+    if not prompts_file.exists() and str(prompts_file).isdigit():
+        fail(f"--prompts takes a file of content prompts, one per line; the number of prompts is "
+             f"{count_option} {prompts_file}")
+    return read_prompts(None, prompts_file)
+
+
 def progress_bar():
     """A live bar on a terminal; in a log (CI, nohup) a plain line every 30 seconds instead."""
     if err.is_terminal:

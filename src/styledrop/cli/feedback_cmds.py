@@ -11,7 +11,7 @@ import typer
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..train import TrainConfig
 from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
-from .common import app, err, fail, jsonl, png_bytes, read_prompts
+from .common import app, content_prompts, err, fail, jsonl, png_bytes
 
 
 @app.command()
@@ -49,10 +49,7 @@ def feedback(
     from ..io import load_image, staged_dir
     from ..scorer import NO_SCORER
     from ..train import TrainConfig
-    if prompts_file is not None and not prompts_file.exists() and str(prompts_file).isdigit():
-        fail(f"--prompts takes a file of content prompts, one per line; the number of prompts is --n-prompts "
-             f"{prompts_file}")
-    own_prompts = read_prompts(None, prompts_file) if prompts_file is not None else None
+    own_prompts = content_prompts(prompts_file, "--n-prompts")
     if keep is not None and keep > prompts * per_prompt:
         fail(f"--keep {keep} is more than the {prompts * per_prompt} images a round makes (--prompts x --per-prompt)")
     try:

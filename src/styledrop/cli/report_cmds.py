@@ -12,7 +12,7 @@ import typer
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..train import TrainConfig
 from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
-from .common import app, err, fail, read_prompts
+from .common import app, content_prompts, err, fail
 
 
 @app.command()
@@ -54,10 +54,7 @@ def report(
     from .. import world
     from ..io import atomic_write, load_image
     from ..report import ReportConfig, build, render_html
-    if prompts_file is not None and not prompts_file.exists() and str(prompts_file).isdigit():
-        fail(f"--prompts takes a file of content prompts, one per line; the number of candidate prompts is "
-             f"--n-prompts {prompts_file}")
-    own_prompts = read_prompts(None, prompts_file) if prompts_file is not None else None
+    own_prompts = content_prompts(prompts_file, "--n-prompts")
     if (style is None) == (image is None):
         fail("give --style (a world style, on the toy base) or --image (your own reference picture), one of them")
     try:

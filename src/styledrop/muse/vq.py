@@ -137,10 +137,15 @@ class DiffusersVQ(nn.Module):
 
 
 @torch.no_grad()
-def round_trip(vq, x: torch.Tensor, batch: int = 128) -> torch.Tensor:
-    """Encode then decode pictures (B, 3, H, W) in [-1, 1], ``batch`` at a time: the reconstructions, on the CPU."""
-    return torch.cat([vq.decode_indices(vq.encode_indices(x[i:i + batch])).float().cpu()
-                      for i in range(0, len(x), batch)])
+def round_trip(vq, x: torch.Tensor, batch: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode then decode pictures (B, 3, H, W) in [-1, 1], ``batch`` at a time: (the reconstructions, the
+    token indices (B, h, w)), on the CPU."""
+    recon, codes = [], []
+    for i in range(0, len(x), batch):
+        idx = vq.encode_indices(x[i:i + batch])
+        recon.append(vq.decode_indices(idx).float().cpu())
+        codes.append(idx.cpu())
+    return torch.cat(recon), torch.cat(codes)
 
 
 def psnr(recon: torch.Tensor, x: torch.Tensor) -> float:
