@@ -1,0 +1,93 @@
+"""What merging a VQ's codebook costs: k-means the codes (weighted by how often pictures use them) into fewer,
+then measure PSNR per split with the decoder unchanged, and the token statistics G would have to learn.
+
+    python benchmarks/vq_merge.py --stages pretrained_stages --sizes 1024 512 256 [--save runs/merged]
+
+A G over 4096 codes at 16x16 tokens was too slow to learn objects on 2 cores (docs/experiments.md); fewer codes
+shrink its output layer and make tokens easier to predict. No decoder fine-tuning here, so the PSNR lost is an
+upper bound of what a merged codebook costs. Prints one JSON line per codebook size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from styledrop import world
+from styledrop.eval_encoders import evaluate_tokenizer, load_vq_part
+from styledrop.oracle import Oracles, to_tensor
+
+
+@torch.no_grad()
+def usage(vq, n: int, seed: int) -> torch.Tensor:
+    """How often each code is used by ``n`` pretraining-split renders, half from the style space."""
+    samples = [world.mixed_sample(k, seed, world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE), 0.5)
+               for k in range(n)]
+    counts = torch.zeros(vq.codebook_size)
+    for i in range(0, n, 256):
+        idx = vq.encode_indices(to_tensor([s.image for s in samples[i:i + 256]])).flatten()
+        counts += torch.bincount(idx, minlength=vq.codebook_size).float()
+    return counts
+
+
+@torch.no_grad()
+def merged(vq, counts: torch.Tensor, k: int, iters: int = 25):
+    """A copy of ``vq`` whose codebook is ``k`` usage-weighted spherical k-means centroids of its codes."""
+    codes = vq.code_vectors().float()
+    if k >= int((counts > 0).sum()):
+        raise SystemExit(f"{k} codes: no fewer than the {int((counts > 0).sum())} in use; nothing to merge")
+    centres = codes[counts.argsort(descending=True)[:k]].clone()  # start from the most used codes
+    for _ in range(iters):
+        assign = (codes @ centres.T).argmax(-1)
+        for c in range(k):
+            w = counts[assign == c]
+            if w.sum() > 0:
+                centres[c] = F.normalize((codes[assign == c] * w[:, None]).sum(0), dim=0)
+    out = copy.deepcopy(vq)
+    out.register_to_config(codebook_size=k)
+    out.codebook = torch.nn.Embedding(k, codes.shape[1]).to(codes.dtype)
+    out.codebook.weight.copy_(centres)
+    return out
+
+
+@torch.no_grad()
+def token_stats(vq, n: int = 64, seed: int = 31) -> dict:
+    samples = world.batch(n, seed, world.pairs("pretrain"))
+    idx = vq.encode_indices(to_tensor([s.image for s in samples])).flatten(1)
+    return {"codes_used": int(len(torch.unique(idx))),
+            "distinct_per_picture": float(np.mean([len(torch.unique(r)) for r in idx]))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", type=Path, default=Path("pretrained_stages"), help="folder holding vqvae/")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1024, 512, 256])
+    ap.add_argument("--usage-pictures", type=int, default=4000)
+    ap.add_argument("--n", type=int, default=96, help="pictures per split for the PSNR")
+    ap.add_argument("--save", type=Path, default=None, help="write each merged VQ to SAVE/vq{codes} (for g_proxy --vq)")
+    ap.add_argument("--no-eval", action="store_true", help="only merge (and --save)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    vq, oracles = load_vq_part(args.stages), Oracles.load()
+    counts = usage(vq, args.usage_pictures, 41)
+    for k in [vq.codebook_size] + args.sizes:
+        model = vq if k == vq.codebook_size else merged(vq, counts, k)
+        if args.save and model is not vq:
+            model.save_pretrained(args.save / f"vq{k}")
+        if args.no_eval:
+            continue
+        r = evaluate_tokenizer(model, oracles, args.n)
+        row = {"codes": k, **token_stats(model)}
+        row |= {split: {m: round(v, 3) for m, v in s.items() if m in ("psnr", "content_acc", "style_acc")}
+                for split, s in r.items() if isinstance(s, dict)}
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
