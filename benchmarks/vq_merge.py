@@ -11,49 +11,23 @@ upper bound of what a merged codebook costs. Prints one JSON line per codebook s
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from styledrop import world
 from styledrop.eval_encoders import evaluate_tokenizer, load_vq_part
+from styledrop.muse.vq import code_usage, merge_codebook
 from styledrop.oracle import Oracles, to_tensor
 
 
-@torch.no_grad()
 def usage(vq, n: int, seed: int) -> torch.Tensor:
     """How often each code is used by ``n`` pretraining-split renders, half from the style space."""
     samples = [world.mixed_sample(k, seed, world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE), 0.5)
                for k in range(n)]
-    counts = torch.zeros(vq.codebook_size)
-    for i in range(0, n, 256):
-        idx = vq.encode_indices(to_tensor([s.image for s in samples[i:i + 256]])).flatten()
-        counts += torch.bincount(idx, minlength=vq.codebook_size).float()
-    return counts
-
-
-@torch.no_grad()
-def merged(vq, counts: torch.Tensor, k: int, iters: int = 25):
-    """A copy of ``vq`` whose codebook is ``k`` usage-weighted spherical k-means centroids of its codes."""
-    codes = vq.code_vectors().float()
-    if k >= int((counts > 0).sum()):
-        raise SystemExit(f"{k} codes: no fewer than the {int((counts > 0).sum())} in use; nothing to merge")
-    centres = codes[counts.argsort(descending=True)[:k]].clone()  # start from the most used codes
-    for _ in range(iters):
-        assign = (codes @ centres.T).argmax(-1)
-        for c in range(k):
-            w = counts[assign == c]
-            if w.sum() > 0:
-                centres[c] = F.normalize((codes[assign == c] * w[:, None]).sum(0), dim=0)
-    out = copy.deepcopy(vq)
-    out.register_to_config(codebook_size=k)
-    out.codebook = torch.nn.Embedding(k, codes.shape[1]).to(codes.dtype)
-    out.codebook.weight.copy_(centres)
-    return out
+    return code_usage(vq, to_tensor([s.image for s in samples]))
 
 
 @torch.no_grad()
@@ -77,7 +51,7 @@ def main():
     vq, oracles = load_vq_part(args.stages), Oracles.load()
     counts = usage(vq, args.usage_pictures, 41)
     for k in [vq.codebook_size] + args.sizes:
-        model = vq if k == vq.codebook_size else merged(vq, counts, k)
+        model = vq if k == vq.codebook_size else merge_codebook(vq, counts, k)
         if args.save and model is not vq:
             model.save_pretrained(args.save / f"vq{k}")
         if args.no_eval:
