@@ -54,3 +54,43 @@ def test_code_usage_counts_every_token():
     counts = code_usage(vq, x, batch=2)
     assert counts.shape == (8,) and counts.sum() == 5 * 4 * 4
     assert torch.equal(counts, torch.bincount(vq.encode_indices(x).flatten(), minlength=8).float())
+
+
+def _spread_vq(cfg):
+    """A VQ of ``cfg``'s shape whose codes are its own encoder's outputs on world pictures, so that pictures use
+    many of them (a few tiny training steps collapse onto one code)."""
+    from styledrop import world
+    from styledrop.oracle import to_tensor
+    torch.manual_seed(0)
+    vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size,
+                     levels=cfg.levels, num_res_blocks=cfg.num_res_blocks).eval()
+    x = to_tensor([world.sample(k, 5, world.pairs("pretrain")).image for k in range(16)])
+    with torch.no_grad():
+        z = vq.encoder(x).permute(0, 2, 3, 1).reshape(-1, cfg.code_dim)
+        vq.codebook.weight.copy_(z[torch.randperm(len(z))[:cfg.codebook_size]])
+    return vq
+
+
+def test_pretrain_merges_a_finished_vq_without_training_it_again(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from styledrop.muse.pretrain import UNMERGED, pretrain, save_stage, seed_work
+
+    from .tiny import TINY
+    merged_cfg = replace(TINY, vq=replace(TINY.vq, merge=4, merge_pictures=16))
+    assert "merge" not in TINY.vq.recipe() and merged_cfg.vq.unmerged().recipe() == TINY.vq.recipe()
+    stages = tmp_path / "stages"  # finished stages holding the unmerged VQ, as pretrained_stages/ does
+    save_stage(_spread_vq(TINY.vq), stages / "vqvae", TINY.vq.recipe())
+    work = tmp_path / "work"
+    recipes = {"vqvae": merged_cfg.vq.recipe(), UNMERGED: merged_cfg.vq.unmerged().recipe()}
+    assert seed_work(work, stages, recipes) == [UNMERGED]  # copied to be merged, not refused
+    assert seed_work(work, stages, {"vqvae": merged_cfg.vq.recipe()}) == []  # without the key: not taken
+    pretrain(merged_cfg, tmp_path / "unused", work, only="vq")
+    assert not (work / "vq.ckpt.safetensors").exists()  # merged from the copy, not trained anew
+    vq = TinyVQModel.from_pretrained(work / "vqvae")
+    assert vq.codebook_size == 4
+    assert json.loads((work / "vqvae" / "styledrop_stage.json").read_text())["recipe"]["merge"] == 4
+    assert TinyVQModel.from_pretrained(work / UNMERGED).codebook_size == TINY.vq.codebook_size
+    pretrain(merged_cfg, tmp_path / "unused", work, only="vq")  # finished: nothing to do
+    assert torch.equal(TinyVQModel.from_pretrained(work / "vqvae").codebook.weight, vq.codebook.weight)

@@ -84,6 +84,8 @@ def pretrain(
     vq_steps: int = typer.Option(None, help="VQ training steps (default from VQTrainConfig)."),
     clip_steps: int = typer.Option(None, help="CLIP training steps."),
     g_steps: int = typer.Option(None, help="Transformer training steps."),
+    vq_merge: int = typer.Option(None, min=0, help="Merge the VQ's codebook into this many codes after training "
+                                                   "(k-means weighted by use; 0 = keep every code)."),
     g_varied: float = typer.Option(None, min=0.0, max=1.0,
                                    help="Fraction of G's images in a random rendering, captioned by content only "
                                         "(default 0, the shipped base)."),
@@ -124,18 +126,25 @@ def pretrain(
         cfg = replace(cfg, clip=replace(cfg.clip, steps=clip_steps))
     if g_steps:
         cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
+    if vq_merge is not None:
+        cfg = replace(cfg, vq=replace(cfg.vq, merge=vq_merge))
     if g_varied:
         cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
     if g_space is not None:
         cfg = replace(cfg, transformer=replace(cfg.transformer, space=g_space))
     if reuse is not None:
-        from ..muse.pretrain import other_recipes, seed_work
+        from ..muse.pretrain import UNMERGED, other_recipes, seed_work
         if not reuse.is_dir():
             fail(f"--reuse folder not found: {reuse}")
         recipes = {"vqvae": cfg.vq.recipe(), "clip": cfg.clip.recipe()}
-        for part in other_recipes(reuse, recipes):
-            err.print(f"not reusing {reuse / part}: it was made with another recipe than {recipe}'s; it is trained")
+        if cfg.vq.merge:
+            recipes[UNMERGED] = cfg.vq.unmerged().recipe()
         copied = seed_work(work, reuse, recipes)
+        for part in other_recipes(reuse, recipes):
+            if part == "vqvae" and UNMERGED in copied:
+                err.print(f"{reuse / part} is merged into {cfg.vq.merge} codes")
+            else:
+                err.print(f"not reusing {reuse / part}: it was made with another recipe than {recipe}'s; it is trained")
         err.print(f"reusing finished stages from {reuse}: {', '.join(copied) or 'none needed'}")
     t = time.time()
     with progress_bar() as bar:

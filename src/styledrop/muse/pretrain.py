@@ -22,7 +22,7 @@ from .stages import check_recipe
 from .text import build_tokenizer
 from .train_clip import ClipTrainConfig, train_clip
 from .train_transformer import TransformerTrainConfig, token_dataset, train_transformer
-from .train_vq import VQTrainConfig, train_vq
+from .train_vq import VQTrainConfig, merge_vq, train_vq
 from .vq import TinyVQModel
 
 
@@ -42,6 +42,7 @@ class PretrainConfig:
 
 STAGES = ("vq", "clip", "transformer")
 STAGE_RECIPE = "styledrop_stage.json"  # in a finished stage folder: the recipe that made it
+UNMERGED = "vqvae_unmerged"  # the VQ before its codebook is merged (VQTrainConfig.merge), in the work folder
 
 
 def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
@@ -58,7 +59,8 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
     """Copy finished stages (vqvae/, tokenizer/ + clip/) from ``reuse`` into ``work``; they are then skipped.
 
     ``reuse`` may also be a finished base folder, whose ``clip_scorer/`` is the whole CLIP of stage 2.
-    ``recipes`` (stage -> recipe): a stage made under another recipe is not copied (it is trained instead)."""
+    ``recipes`` (stage -> recipe): a stage made under another recipe is not copied (it is trained instead);
+    ``recipes[UNMERGED]``: the recipe of the VQ before merging, under which ``reuse``'s VQ is copied to be merged."""
     skip = set(other_recipes(reuse, recipes or {}))
     skip |= {"tokenizer"} if "clip" in skip else set()  # a CLIP's tokenizer goes with it
     copied = []
@@ -68,6 +70,12 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
         if (reuse / source).is_dir() and not (work / part).exists():
             shutil.copytree(reuse / source, work / part)
             copied.append(part)
+    # a VQ to be merged may start from a finished VQ of the same recipe before merging
+    made, wanted = reuse / "vqvae" / STAGE_RECIPE, (recipes or {}).get(UNMERGED)
+    if "vqvae" in skip and wanted and made.is_file() and read_json(made)["recipe"] == wanted \
+            and not (work / UNMERGED).exists():
+        shutil.copytree(reuse / "vqvae", work / UNMERGED)
+        copied.append(UNMERGED)
     return copied
 
 
@@ -86,7 +94,12 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
 
     vq_dir = work / "vqvae"
     if only in (None, "vq") and not finished(vq_dir, cfg.vq.recipe()):
-        save_stage(train_vq(cfg.vq, work / "vq.ckpt.safetensors", tick("vq")), vq_dir, cfg.vq.recipe())
+        full, full_dir = cfg.vq.unmerged(), work / UNMERGED if cfg.vq.merge else vq_dir
+        if not finished(full_dir, full.recipe()):
+            save_stage(train_vq(full, work / "vq.ckpt.safetensors", tick("vq")), full_dir, full.recipe())
+        if cfg.vq.merge:
+            unmerged = TinyVQModel.from_pretrained(full_dir, torch_dtype=torch.float32).eval()
+            save_stage(merge_vq(unmerged, cfg.vq), vq_dir, cfg.vq.recipe())
     tok_dir, clip_dir = work / "tokenizer", work / "clip"
     if only in (None, "clip") and not finished(clip_dir, cfg.clip.recipe()):
         tokenizer = build_tokenizer(space=cfg.clip.space > 0)

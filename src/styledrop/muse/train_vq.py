@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import world
 from ..oracle import to_tensor
 from . import stages
-from .vq import TinyVQModel, reset_dead_codes
+from .vq import TinyVQModel, code_usage, merge_codebook, reset_dead_codes
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,22 @@ class VQTrainConfig:
     num_res_blocks: int = 2
     space: float = 0.0  # fraction of pictures from the style space (world.SPACE); 0 = the v1 tokenizer's data
     seed: int = 1
+    # > 0: the trained codebook is k-means'd into this many codes, weighted by their use on ``merge_pictures``
+    # renders drawn as the training data (muse.vq.merge_codebook): 4096 -> 256 costs 2.5 dB (docs/experiments.md)
+    merge: int = 0
+    merge_pictures: int = 4000
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space``/``num_res_blocks`` only when not v1's."""
+        """What makes a run (more steps may continue one); ``space``/``num_res_blocks``/``merge`` only when not
+        v1's."""
         r = {k: v for k, v in asdict(self).items() if k != "steps"}
+        if not self.merge:
+            r = {k: v for k, v in r.items() if k not in ("merge", "merge_pictures")}
         return {k: v for k, v in r.items() if not ((k == "space" and v == 0) or (k == "num_res_blocks" and v == 2))}
+
+    def unmerged(self) -> "VQTrainConfig":
+        """The VQ trained before its codebook is merged."""
+        return replace(self, merge=0)
 
 
 def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -72,6 +83,13 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> Tin
 
     stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress, recipe=cfg.recipe())
     return vq.eval()
+
+
+def merge_vq(vq: TinyVQModel, cfg: VQTrainConfig) -> TinyVQModel:
+    """``vq`` with its codebook merged into ``cfg.merge`` codes, weighted by use on pictures drawn as its data."""
+    choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
+    pictures = [world.mixed_sample(k, cfg.seed + 1, choices, space, cfg.space).image for k in range(cfg.merge_pictures)]
+    return merge_codebook(vq, code_usage(vq, to_tensor(pictures)), cfg.merge)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
