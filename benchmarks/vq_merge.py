@@ -1,5 +1,5 @@
-"""What merging a VQ's codebook costs: k-means the codes (weighted by how often pictures use them) into fewer,
-then measure PSNR per split with the decoder unchanged, and the token statistics G would have to learn.
+"""What merging a VQ's codebook costs: k-means the codes (weighted by how often pictures drawn as its training data
+use them) into fewer, then measure PSNR per split with the decoder unchanged, and the token statistics G learns.
 
     python benchmarks/vq_merge.py --stages pretrained_stages --sizes 1024 512 256 [--save runs/merged]
 
@@ -19,15 +19,11 @@ import torch
 
 from styledrop import world
 from styledrop.eval_encoders import evaluate_tokenizer, load_vq_part
-from styledrop.muse.vq import code_usage, merge_codebook
+from styledrop.io import read_json
+from styledrop.muse.pretrain import STAGE_RECIPE
+from styledrop.muse.train_vq import VQTrainConfig, merge_usage
+from styledrop.muse.vq import merge_codebook
 from styledrop.oracle import Oracles, to_tensor
-
-
-def usage(vq, n: int, seed: int) -> torch.Tensor:
-    """How often each code is used by ``n`` pretraining-split renders, half from the style space."""
-    samples = [world.mixed_sample(k, seed, world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE), 0.5)
-               for k in range(n)]
-    return code_usage(vq, to_tensor([s.image for s in samples]))
 
 
 @torch.no_grad()
@@ -42,14 +38,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stages", type=Path, default=Path("pretrained_stages"), help="folder holding vqvae/")
     ap.add_argument("--sizes", type=int, nargs="*", default=[1024, 512, 256])
-    ap.add_argument("--usage-pictures", type=int, default=4000)
     ap.add_argument("--n", type=int, default=96, help="pictures per split for the PSNR")
     ap.add_argument("--save", type=Path, default=None, help="write each merged VQ to SAVE/vq{codes} (for g_proxy --vq)")
     ap.add_argument("--no-eval", action="store_true", help="only merge (and --save)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     vq, oracles = load_vq_part(args.stages), Oracles.load()
-    counts = usage(vq, args.usage_pictures, 41)
+    made = read_json(args.stages / "vqvae" / STAGE_RECIPE)["recipe"]  # usage on pictures drawn as its data
+    counts = merge_usage(vq, VQTrainConfig(**made))
     for k in [vq.codebook_size] + args.sizes:
         model = vq if k == vq.codebook_size else merge_codebook(vq, counts, k)
         if args.save and model is not vq:

@@ -35,21 +35,24 @@ class ClipTrainConfig:
     # > 0: each batch is groups of this many pictures sharing one style or look, so that within a group only the
     # content tells the captions apart (the style alone is learned within a few hundred steps, content not)
     grouped: int = 0
+    # pixels per side of the image tower's patches: 8 gives 8x8 patches of a 64-px picture; 4 gives 16x16, finer
+    # shapes for about 4x the cost (content stayed at chance for 1000 steps at 8 px, docs/experiments.md)
+    patch: int = 8
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped`` only when
-        not v1's."""
-        v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0}
+        """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped``/``patch`` only
+        when not v1's."""
+        v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0, "patch": 8}
         return {k: v for k, v in asdict(self).items() if k != "steps" and v1.get(k, object()) != v}
 
 
-def clip_config(tokenizer, width: int = 128, layers: int = 4) -> CLIPConfig:
+def clip_config(tokenizer, width: int = 128, layers: int = 4, patch: int = 8) -> CLIPConfig:
     common = dict(hidden_size=width, intermediate_size=width * 4, num_hidden_layers=layers,
                   num_attention_heads=4)
     text = dict(common, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id)
-    vision = dict(common, image_size=64, patch_size=8)
+    vision = dict(common, image_size=64, patch_size=patch)
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
 
 
@@ -93,7 +96,7 @@ def _grouped_batch(i: int, cfg: ClipTrainConfig, choices, space) -> list[world.S
 def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLIPModel:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = CLIPModel(clip_config(tokenizer, cfg.width, cfg.layers))
+    model = CLIPModel(clip_config(tokenizer, cfg.width, cfg.layers, cfg.patch))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
 

@@ -85,11 +85,16 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> Tin
     return vq.eval()
 
 
-def merge_vq(vq: TinyVQModel, cfg: VQTrainConfig) -> TinyVQModel:
-    """``vq`` with its codebook merged into ``cfg.merge`` codes, weighted by use on pictures drawn as its data."""
+def merge_usage(vq, cfg: VQTrainConfig) -> torch.Tensor:
+    """How often ``cfg.merge_pictures`` pictures drawn as ``cfg``'s training data use each of ``vq``'s codes."""
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
     pictures = [world.mixed_sample(k, cfg.seed + 1, choices, space, cfg.space).image for k in range(cfg.merge_pictures)]
-    return merge_codebook(vq, code_usage(vq, to_tensor(pictures)), cfg.merge)
+    return code_usage(vq, to_tensor(pictures))
+
+
+def merge_vq(vq: TinyVQModel, cfg: VQTrainConfig) -> TinyVQModel:
+    """``vq`` with its codebook merged into ``cfg.merge`` codes, weighted by use on pictures drawn as its data."""
+    return merge_codebook(vq, merge_usage(vq, cfg), cfg.merge)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
