@@ -92,3 +92,17 @@ def test_grouped_clip_batches_share_a_look_within_each_group():
                                                                              world.choose_pairs("pretrain",
                                                                                                 world.SPACE))]
     assert "grouped" not in ClipTrainConfig().recipe() and ClipTrainConfig(grouped=8).recipe()["grouped"] == 8
+
+
+def test_clip_patch_size_is_part_of_the_recipe():
+    from styledrop.muse.text import build_tokenizer
+    from styledrop.muse.train_clip import train_clip
+    assert "patch" not in TINY.clip.recipe()  # v1's 8-px patches: checkpoints made before the option still match
+    finer = replace(TINY.clip, steps=1, patch=4)
+    assert finer.recipe()["patch"] == 4
+    clip = train_clip(finer, build_tokenizer())
+    assert clip.config.vision_config.patch_size == 4
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    import torch
+    out = clip.vision_model(pixel_values=torch.from_numpy(x))
+    assert out.last_hidden_state.shape[1] == 1 + 16 * 16  # a class token and 16x16 patches
