@@ -182,9 +182,7 @@ def merge_codebook(vq: TinyVQModel, counts: torch.Tensor, k: int, iters: int = 2
         sums = torch.zeros_like(centres).index_add_(0, assign, codes * counts[:, None].to(codes))
         moved = sums.norm(dim=-1) > 0  # a centre no used code chose stays where it is
         centres[moved] = F.normalize(sums[moved], dim=-1)
-    out = TinyVQModel(**{key: (k if key == "codebook_size" else vq.config[key])
-                         for key in ("channels", "code_dim", "codebook_size", "num_res_blocks", "sample_size",
-                                     "levels")})
+    out = TinyVQModel.from_config(vq.config, codebook_size=k)
     state = {n: t for n, t in vq.state_dict().items() if n != "codebook.weight"}
     out.load_state_dict(state | {"codebook.weight": centres.to(vq.codebook.weight.dtype)})
     return out.to(vq.codebook.weight.device, vq.codebook.weight.dtype).eval()
