@@ -94,3 +94,14 @@ def test_pretrain_merges_a_finished_vq_without_training_it_again(tmp_path):
     assert TinyVQModel.from_pretrained(work / UNMERGED).codebook_size == TINY.vq.codebook_size
     pretrain(merged_cfg, tmp_path / "unused", work, only="vq")  # finished: nothing to do
     assert torch.equal(TinyVQModel.from_pretrained(work / "vqvae").codebook.weight, vq.codebook.weight)
+
+
+def test_pretrain_refuses_a_merge_it_cannot_do(cli, tmp_path):
+    code, _, err = cli("pretrain", "--vq-merge", 1024, "--work", tmp_path / "w", "--out", tmp_path / "b")
+    assert code == 2 and "1024 codes can be merged into 1..1023" in err and "not 1024" in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "b").exists()  # refused before anything is written
+    from styledrop.io import UserError
+    from styledrop.muse.train_vq import VQTrainConfig, merge_vq
+    vq = _spread_vq(VQTrainConfig(channels=8, codebook_size=32))
+    with pytest.raises(UserError, match=r"cannot merge the VQ's codebook: can merge \d+ used codes into"):
+        merge_vq(vq, VQTrainConfig(channels=8, codebook_size=32, merge=31, merge_pictures=4))

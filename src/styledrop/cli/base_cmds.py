@@ -127,7 +127,10 @@ def pretrain(
     if g_steps:
         cfg = replace(cfg, transformer=replace(cfg.transformer, steps=g_steps))
     if vq_merge is not None:
-        cfg = replace(cfg, vq=replace(cfg.vq, merge=vq_merge))
+        try:
+            cfg = replace(cfg, vq=replace(cfg.vq, merge=vq_merge))
+        except ValueError as e:
+            fail(f"--vq-merge: {e}")
     if g_varied:
         cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
     if g_space is not None:

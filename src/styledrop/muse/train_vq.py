@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import world
+from ..io import UserError
 from ..oracle import to_tensor
 from . import stages
 from .vq import TinyVQModel, code_usage, merge_codebook, reset_dead_codes
@@ -31,6 +32,11 @@ class VQTrainConfig:
     # renders drawn as the training data (muse.vq.merge_codebook): 4096 -> 256 costs 2.5 dB (docs/experiments.md)
     merge: int = 0
     merge_pictures: int = 4000
+
+    def __post_init__(self):
+        if not 0 <= self.merge < self.codebook_size:
+            raise ValueError(f"the VQ's {self.codebook_size} codes can be merged into 1..{self.codebook_size - 1} "
+                             f"codes (0 keeps them all), not {self.merge}")
 
     def recipe(self) -> dict:
         """What makes a run (more steps may continue one); ``space``/``num_res_blocks``/``merge`` only when not
@@ -94,7 +100,10 @@ def merge_usage(vq, cfg: VQTrainConfig) -> torch.Tensor:
 
 def merge_vq(vq: TinyVQModel, cfg: VQTrainConfig) -> TinyVQModel:
     """``vq`` with its codebook merged into ``cfg.merge`` codes, weighted by use on pictures drawn as its data."""
-    return merge_codebook(vq, merge_usage(vq, cfg), cfg.merge)
+    try:
+        return merge_codebook(vq, merge_usage(vq, cfg), cfg.merge)
+    except ValueError as e:  # fewer codes in use than asked for: known only once the VQ is trained
+        raise UserError(f"cannot merge the VQ's codebook: {e}") from None
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
