@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPModel, CLIPTokenizer
+from transformers import CLIPTokenizer
 
 from . import world
 from .evaluate import evaluate_vq
 from .io import UserError
 from .muse.base import load_vq
+from .muse.toy_clip import load_clip
 from .muse.vq import psnr, round_trip
 from .oracle import Oracles, to_tensor
 from .scorer import Scorer
@@ -41,7 +42,7 @@ def load_clip_part(folder: Path) -> Scorer:
         raise UserError(f"{folder} has no CLIP image tower: expected {folder / 'clip_scorer'}/ (a base) or "
                         f"{folder / 'clip'}/ (pretraining stages); a real aMUSEd folder has only CLIP's text tower")
     try:
-        model, tokenizer = CLIPModel.from_pretrained(clip).eval(), CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        model, tokenizer = load_clip(clip).eval(), CLIPTokenizer.from_pretrained(folder / "tokenizer")
         return Scorer(model, tokenizer, None, str(clip))
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"cannot load the CLIP in {clip}: {e}") from None

@@ -29,6 +29,7 @@ from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 from ..io import UserError, write_json
 from . import transformer as tr
 from .text import encode_text
+from .toy_clip import load_clip
 from .vq import DiffusersVQ, TinyVQModel
 
 DEFAULT_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
@@ -151,7 +152,7 @@ class MuseBase:
             raise UserError(f"cannot load base model from {path}: {e}") from None
         scorer = None
         if (path / "clip_scorer" / "config.json").is_file():
-            scorer = CLIPModel.from_pretrained(path / "clip_scorer", dtype=dtype).eval().to(device)
+            scorer = load_clip(path / "clip_scorer", dtype=dtype).eval().to(device)
         base = cls(tokenizer, text_encoder, vq, transformer, int(sched["mask_token_id"]), path, scorer)
         base.text_encoder.to(device)
         base.vq.to(device)

@@ -20,6 +20,7 @@ from . import transformer as tr
 from .base import MuseBase, load_transformer
 from .stages import check_recipe
 from .text import build_tokenizer
+from .toy_clip import load_clip
 from .train_clip import ClipTrainConfig, train_clip
 from .train_transformer import TransformerTrainConfig, token_dataset, train_transformer
 from .train_vq import VQTrainConfig, merge_vq, train_vq
@@ -113,7 +114,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
 
     vq = TinyVQModel.from_pretrained(vq_dir, torch_dtype=torch.float32).eval()
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    clip = CLIPModel.from_pretrained(clip_dir, dtype=torch.float32).eval()
+    clip = load_clip(clip_dir, dtype=torch.float32).eval()
     text_encoder = text_encoder_of(clip, random=cfg.transformer.text_encoder == "random")
 
     data, g_cfg = work / "tokens.safetensors", cfg.transformer

@@ -19,6 +19,7 @@ from .. import world
 from ..oracle import to_tensor
 from . import stages
 from .text import tokenize
+from .toy_clip import CONV, ToyCLIPModel
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,29 @@ class ClipTrainConfig:
     # In-batch negatives mostly differ in style, so the caption is matched by its look alone; here every
     # negative differs in the object only, which is what feedback must judge (docs/experiments.md)
     content_prompts: float = 0.0
+    # the image tower: "vit" (CLIP's own) or "conv" (a small CNN, toy_clip.py): the ViT never learned shapes here
+    tower: str = "vit"
 
     def recipe(self) -> dict:
         """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped``/``patch`` only
         when not v1's."""
-        v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0, "patch": 8, "content_prompts": 0.0}
+        v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0, "patch": 8, "content_prompts": 0.0, "tower": "vit"}
         return {k: v for k, v in asdict(self).items() if k != "steps" and v1.get(k, object()) != v}
 
 
-def clip_config(tokenizer, width: int = 128, layers: int = 4, patch: int = 8) -> CLIPConfig:
+def clip_config(tokenizer, width: int = 128, layers: int = 4, patch: int = 8, tower: str = "vit") -> CLIPConfig:
     common = dict(hidden_size=width, intermediate_size=width * 4, num_hidden_layers=layers,
                   num_attention_heads=4)
     text = dict(common, vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id)
     vision = dict(common, image_size=64, patch_size=patch)
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
+    if tower not in ("vit", CONV):
+        raise ValueError(f"unknown image tower {tower!r}; expected vit or {CONV}")
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=width)
+    if tower == CONV:
+        config.vision_tower = CONV  # kept in config.json: ToyCLIPModel builds the CNN from it
+    return config
 
 
 def look_of(s: world.Sample) -> str:
@@ -100,7 +108,7 @@ def _grouped_batch(i: int, cfg: ClipTrainConfig, choices, space) -> list[world.S
 def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLIPModel:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = CLIPModel(clip_config(tokenizer, cfg.width, cfg.layers, cfg.patch))
+    model = ToyCLIPModel(clip_config(tokenizer, cfg.width, cfg.layers, cfg.patch, cfg.tower)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
     prompt_ids = tokenize(tokenizer, [world.caption(c, None) for c in world.PRETRAIN_CONTENTS])
