@@ -106,3 +106,30 @@ def test_clip_patch_size_is_part_of_the_recipe():
     import torch
     out = clip.vision_model(pixel_values=torch.from_numpy(x))
     assert out.last_hidden_state.shape[1] == 1 + 16 * 16  # a class token and 16x16 patches
+
+
+def test_conv_image_tower_trains_saves_and_scores_like_a_clip(cli, tmp_path):
+    """The CNN tower (tower="conv") is in the recipe, survives the stage folder, and `evaluate clip` reads it."""
+    import torch
+
+    from styledrop.muse.text import build_tokenizer
+    from styledrop.muse.toy_clip import ConvImageTower, load_clip
+    from styledrop.muse.train_clip import train_clip
+    assert "tower" not in TINY.clip.recipe() and "content_prompts" not in TINY.clip.recipe()
+    cfg = replace(TINY.clip, steps=2, tower="conv", content_prompts=1.0)
+    assert cfg.recipe()["tower"] == "conv" and cfg.recipe()["content_prompts"] == 1.0
+    tokenizer = build_tokenizer()
+    clip = train_clip(cfg, tokenizer)
+    assert isinstance(clip.vision_model, ConvImageTower)
+    clip.save_pretrained(tmp_path / "clip")
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    loaded = load_clip(tmp_path / "clip").eval()
+    assert isinstance(loaded.vision_model, ConvImageTower)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (3, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        before = clip.visual_projection(clip.vision_model(pixel_values=x).pooler_output)
+        after = loaded.visual_projection(loaded.vision_model(pixel_values=x).pooler_output)
+    assert torch.allclose(before, after, atol=1e-5)
+    code, out, err = cli("evaluate", "clip", "--base", tmp_path, "--n", 4, "--json")
+    assert code == 0, err
+    assert set(json.loads(out)["heldout_style"]) == {"content_acc", "style_acc", "caption_rank1", "n"}
