@@ -28,8 +28,8 @@ def main():
     ap.add_argument("--content-only", type=float, default=0.2)
     ap.add_argument("--grouped", type=int, default=0, help="pictures per one-look group in a batch (0: none)")
     ap.add_argument("--patch", type=int, default=8, help="image tower patch size in pixels (8 or 4)")
-    ap.add_argument("--content-prompts", type=float, default=0.0,
-                    help="weight of the loss over the pretraining contents' prompts (0: none)")
+    ap.add_argument("--content-head", type=float, default=0.0,
+                    help="weight of a content-naming head on the image tower (0: none)")
     ap.add_argument("--tower", default="vit", choices=["vit", "conv"], help="the image tower")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-eval", type=int, default=100)
@@ -37,7 +37,7 @@ def main():
     torch.set_num_threads(args.threads)
     cfg = ClipTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, width=args.width, layers=args.layers,
                           space=args.space, content_only=args.content_only, grouped=args.grouped,
-                          patch=args.patch, content_prompts=args.content_prompts, tower=args.tower)
+                          patch=args.patch, content_head=args.content_head, tower=args.tower)
     tokenizer = build_tokenizer(space=args.space > 0)
     t = time.time()
     clip = train_clip(cfg, tokenizer)

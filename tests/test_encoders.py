@@ -115,9 +115,9 @@ def test_conv_image_tower_trains_saves_and_scores_like_a_clip(cli, tmp_path):
     from styledrop.muse.text import build_tokenizer
     from styledrop.muse.toy_clip import ConvImageTower, load_clip
     from styledrop.muse.train_clip import train_clip
-    assert "tower" not in TINY.clip.recipe() and "content_prompts" not in TINY.clip.recipe()
-    cfg = replace(TINY.clip, steps=2, tower="conv", content_prompts=1.0)
-    assert cfg.recipe()["tower"] == "conv" and cfg.recipe()["content_prompts"] == 1.0
+    assert "tower" not in TINY.clip.recipe() and "content_head" not in TINY.clip.recipe()
+    cfg = replace(TINY.clip, steps=2, tower="conv", content_head=1.0)
+    assert cfg.recipe()["tower"] == "conv" and cfg.recipe()["content_head"] == 1.0
     tokenizer = build_tokenizer()
     clip = train_clip(cfg, tokenizer)
     assert isinstance(clip.vision_model, ConvImageTower)
