@@ -73,7 +73,7 @@ def push_ratios(base, theta, tokens, captions) -> list[float]:
 
 def finetune_all(base, images, captions, steps: int, lr: float) -> torch.nn.Module:
     """A copy of G with every weight trained on the renders (the adapter's loss and batch): what no adapter can beat."""
-    tuned = copy.deepcopy(base.transformer).train()
+    tuned = copy.deepcopy(base.transformer).train().requires_grad_(True)
     tokens = reference_tokens(base, images, True)
     hidden, pooled = base.encode_text(captions * 2)
     opt = torch.optim.AdamW(tuned.parameters(), lr=lr, weight_decay=0.0)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPModel, CLIPTokenizer
+from transformers import CLIPTokenizer
 
 from styledrop import world
 from styledrop.evaluate import oracle_scores
@@ -29,6 +29,7 @@ from styledrop.muse import transformer as tr
 from styledrop.muse.base import MuseBase
 from styledrop.muse.pretrain import text_encoder_of
 from styledrop.muse.sampler import SampleConfig, generate
+from styledrop.muse.toy_clip import load_clip
 from styledrop.muse.train_transformer import TransformerTrainConfig, caption_table, token_dataset, train_transformer
 from styledrop.muse.vq import TinyVQModel
 from styledrop.oracle import Oracles, to_tensor
@@ -94,7 +95,7 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     vq = TinyVQModel.from_pretrained(args.vq, torch_dtype=torch.float32).eval()
     tok = CLIPTokenizer.from_pretrained(args.stages / "tokenizer")
-    te = text_encoder_of(CLIPModel.from_pretrained(args.stages / "clip", dtype=torch.float32), args.text == "random")
+    te = text_encoder_of(load_clip(args.stages / "clip", dtype=torch.float32), args.text == "random")
     tokens, meta = tokens_for(vq, args.work, args.images, args.space, 3)
     cfg = TransformerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden,
                                  layers=args.layers, channels=args.channels, downsample=args.downsample,
