@@ -105,7 +105,7 @@ def swapped(base, tuned):
 def full_logits_fn(base, tuned, prompts, lambda_a: float, lambda_b: float):
     """The guided formula with the tuned copy as Ĝθ: Ĝθ(t) + λA(Ĝθ(t) − G(t)) + λB(G(t) − G(n))."""
     t_h, t_p = base.encode_text(prompts)
-    n_h, n_p = base.encode_text([""] * len(prompts))
+    n_h, n_p = base.encode_empty(len(prompts))
 
     @torch.no_grad()
     def fn(ids):
