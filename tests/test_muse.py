@@ -2,6 +2,7 @@ import json
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -381,3 +382,24 @@ def test_g_may_read_a_text_tower_that_never_saw_a_picture(tmp_path):
     assert not torch.equal(tower, clip.text_model.embeddings.token_embedding.weight)
     assert torch.allclose(base.scorer.text_model.embeddings.token_embedding.weight.float(),
                           clip.text_model.embeddings.token_embedding.weight, atol=1e-3)  # the scorer stays CLIP
+
+
+def test_diffusers_amused_pipeline_loads_and_runs_the_tiny_base(base):
+    """A real diffusers client: AmusedPipeline reads our folder (after `import styledrop`, which model_index.json
+    names for the toy VQ), given our transformer so that its position table comes along; its pixels are our VQ's."""
+    import styledrop  # noqa: F401  (diffusers resolves ["styledrop", "TinyVQModel"] through it)
+    from diffusers import AmusedPipeline
+
+    from styledrop.muse.base import load_transformer
+    from styledrop.oracle import to_images
+    pipe = AmusedPipeline.from_pretrained(base.path, transformer=load_transformer(base.path / "transformer"),
+                                          torch_dtype=torch.float32)
+    assert pipe.vae_scale_factor == base.vq.scale
+    kwargs = dict(num_inference_steps=3, generator=torch.Generator().manual_seed(0))
+    tokens = pipe(["a fish in watercolor style"], output_type="latent", **kwargs).images
+    grid = base.image_size // base.vq.scale
+    assert tokens.shape == (1, grid, grid) and 0 <= int(tokens.min()) and int(tokens.max()) < base.vq.codebook_size
+    pixels = pipe(["a fish in watercolor style"], output_type="np", **kwargs).images  # (1, H, W, 3) in [0, 1]
+    assert pixels.shape == (1, base.image_size, base.image_size, 3)
+    ours = to_images(base.vq.decode_indices(tokens))[0].astype(np.float32) / 255
+    assert np.abs(pixels[0] - ours).max() < 2 / 255  # the same tokens, the same picture

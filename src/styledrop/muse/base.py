@@ -188,8 +188,9 @@ def check_layout(path: Path) -> None:
             raise UserError(f"{path / part} has no {name}")
 
 
-def load_transformer(folder: Path, dtype=torch.float32) -> UVit2DModel:
+def load_transformer(folder: Path | str, dtype=torch.float32) -> UVit2DModel:
     """UVit2DModel, with the tiny base's position table re-attached when the weights carry one."""
+    folder = Path(folder)
     pos = _position_table(folder)
     level = diffusers_logging.get_verbosity()
     if pos is not None:  # diffusers would warn that pos_embed.weight is unused: it is attached below

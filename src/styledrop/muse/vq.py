@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput
 
 
 class ResBlock(nn.Module):
@@ -35,10 +36,16 @@ class TinyVQModel(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, *, channels: int = 32, code_dim: int = 32, codebook_size: int = 512,
-                 num_res_blocks: int = 2, sample_size: int = 64, levels: int = 2):
+                 num_res_blocks: int = 2, sample_size: int = 64, levels: int = 2,
+                 block_out_channels: list[int] | None = None, latent_channels: int | None = None,
+                 force_upcast: bool = False):
         super().__init__()
         # each level halves the grid: 2 levels -> 16x16 tokens of 4x4 px, 3 levels -> 8x8 tokens of 8x8 px
         widths = [channels * min(2 ** (i + 1), 4) for i in range(levels)]  # 64, 128, 128, ...
+        # What diffusers' AmusedPipeline reads of its VQ's config (it sizes the token grid by
+        # 2 ** (len(block_out_channels) - 1) and decodes with latent_channels): derived, never read here, so
+        # folders saved without them load the same.
+        self.register_to_config(block_out_channels=[channels, *widths], latent_channels=code_dim)
         enc, prev = [nn.Conv2d(3, channels, 3, padding=1), nn.ReLU()], channels
         for i, w in enumerate(widths):
             enc.append(nn.Conv2d(prev, w, 4, stride=2, padding=1))
@@ -96,6 +103,12 @@ class TinyVQModel(ModelMixin, ConfigMixin):
     def decode_indices(self, idx):
         q = self._codes()[idx].permute(0, 3, 1, 2)
         return self.decoder(q).clamp(-1, 1)
+
+    @torch.no_grad()
+    def decode(self, indices, force_not_quantize: bool = True, shape=None) -> DecoderOutput:
+        """diffusers' ``VQModel.decode`` on token indices, as ``AmusedPipeline`` calls it: pixels in [0, 1]."""
+        b, h, w = shape[:3] if shape is not None else indices.shape
+        return DecoderOutput(sample=(self.decode_indices(indices.reshape(b, h, w)) + 1) / 2)
 
 
 class DiffusersVQ(nn.Module):
