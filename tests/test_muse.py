@@ -387,9 +387,9 @@ def test_g_may_read_a_text_tower_that_never_saw_a_picture(tmp_path):
 def test_diffusers_amused_pipeline_loads_and_runs_the_tiny_base(base):
     """A real diffusers client: AmusedPipeline reads our folder (after `import styledrop`, which model_index.json
     names for the toy VQ), given our transformer so that its position table comes along; its pixels are our VQ's."""
-    import styledrop  # noqa: F401  (diffusers resolves ["styledrop", "TinyVQModel"] through it)
     from diffusers import AmusedPipeline
 
+    import styledrop  # noqa: F401  (diffusers resolves ["styledrop", "TinyVQModel"] through it)
     from styledrop.muse.base import load_transformer
     from styledrop.oracle import to_images
     pipe = AmusedPipeline.from_pretrained(base.path, transformer=load_transformer(base.path / "transformer"),
