@@ -9,14 +9,14 @@ SRC="$SRC" PART="$part" python - <<'PY'
 import os, shutil
 from pathlib import Path
 import torch
-from transformers import CLIPModel
+from styledrop.muse.toy_clip import load_clip
 from styledrop.io import read_json
 from styledrop.muse.pretrain import STAGE_RECIPE, save_stage
 from styledrop.muse.vq import TinyVQModel
 src, part = Path(os.environ["SRC"]) / os.environ["PART"], os.environ["PART"]
 dst, tmp = Path("pretrained_stages") / part, Path("pretrained_stages") / f".{part}.tmp"
 shutil.rmtree(tmp, ignore_errors=True)
-model = TinyVQModel.from_pretrained(src) if part == "vqvae" else CLIPModel.from_pretrained(src)
+model = TinyVQModel.from_pretrained(src) if part == "vqvae" else load_clip(src)
 save_stage(model, tmp, read_json(src / STAGE_RECIPE)["recipe"], dtype=torch.float16)
 if part == "clip":  # its tokenizer goes with it
     shutil.rmtree(Path("pretrained_stages") / "tokenizer", ignore_errors=True)
