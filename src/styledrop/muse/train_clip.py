@@ -49,8 +49,8 @@ class ClipTrainConfig:
     tower: str = "vit"
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped``/``patch`` only
-        when not v1's."""
+        """What makes a run (more steps may continue one); ``space``/``content_only``/``grouped``/``patch``/
+        ``content_head``/``tower`` only when not v1's."""
         v1 = {"space": 0.0, "content_only": 0.2, "grouped": 0, "patch": 8, "content_head": 0.0, "tower": "vit"}
         return {k: v for k, v in asdict(self).items() if k != "steps" and v1.get(k, object()) != v}
 
@@ -111,8 +111,8 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     model = ToyCLIPModel(clip_config(tokenizer, cfg.width, cfg.layers, cfg.patch, cfg.tower)).train()
-    head = nn.Linear(cfg.width, len(world.PRETRAIN_CONTENTS))
-    trained = nn.ModuleDict({"clip": model, "head": head}) if cfg.content_head else model  # what checkpoints hold
+    head = nn.Linear(cfg.width, len(world.PRETRAIN_CONTENTS)) if cfg.content_head else None
+    trained = nn.ModuleDict({"clip": model, "head": head}) if head is not None else model  # what checkpoints hold
     opt = torch.optim.AdamW(trained.parameters(), lr=cfg.lr, weight_decay=0.05)
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
 
@@ -130,7 +130,7 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
         loss_t = -(F.log_softmax(logits, 0) * match / match.sum(0, keepdim=True)).sum(0).mean()
         loss = (loss_i + loss_t) / 2
         losses = {"loss": loss.item()}
-        if cfg.content_head:
+        if head is not None:
             truth = torch.tensor([world.PRETRAIN_CONTENTS.index(s.content) for s in samples])
             content = F.cross_entropy(head(out.vision_model_output.pooler_output), truth)
             loss = loss + cfg.content_head * content
