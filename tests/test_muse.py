@@ -403,3 +403,23 @@ def test_diffusers_amused_pipeline_loads_and_runs_the_tiny_base(base):
     assert pixels.shape == (1, base.image_size, base.image_size, 3)
     ours = to_images(base.vq.decode_indices(tokens))[0].astype(np.float32) / 255
     assert np.abs(pixels[0] - ours).max() < 2 / 255  # the same tokens, the same picture
+
+
+@pytest.mark.slow
+def test_compiled_g_training_takes_the_same_steps_as_eager(base):
+    """``compile=True`` computes logits at every position (one shape for the compiler) instead of the masked ones
+    only; the loss and so the trained weights must be those of the eager run."""
+    from dataclasses import replace
+
+    from styledrop.muse.train_transformer import token_dataset, train_transformer
+
+    from .tiny import TINY
+    tokens, meta = token_dataset(base.vq, 16, 3, pose="centered")
+    args = (TINY.transformer, base.vq, base.text_encoder, base.tokenizer, tokens, meta)
+    eager = train_transformer(*args)
+    compiled = train_transformer(*args, compile=True)
+    start = train_transformer(replace(TINY.transformer, steps=0), *args[1:])
+    for (name, a), b, s in zip(eager.state_dict().items(), compiled.state_dict().values(),
+                               start.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), name
+    assert any(not torch.equal(a, s) for a, s in zip(eager.state_dict().values(), start.state_dict().values()))

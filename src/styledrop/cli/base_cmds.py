@@ -100,6 +100,8 @@ def pretrain(
                                          "from, e.g. pretrained_stages/ in this repository."),
     device: Optional[str] = typer.Option(None, help="Where the transformer stage runs: cpu | cuda (default: CUDA if "
                                          "present); VQ and CLIP run on the CPU. The base is saved for the CPU."),
+    compile: bool = typer.Option(False, "--compile", help="Train G through torch.compile: about 15% faster per step "
+                                 "on the CPU, after a minute of compiling (needs a C++ compiler)."),
 ):
     """Train the tiny base from scratch: VQ tokenizer, then tokenizer + CLIP, then transformer G.
 
@@ -144,7 +146,7 @@ def pretrain(
             recipes[UNMERGED] = cfg.vq.unmerged().recipe()
         copied = seed_work(work, reuse, recipes)
         for part in other_recipes(reuse, recipes):
-            if part == "vqvae" and UNMERGED in copied:
+            if part == "vqvae" and (work / UNMERGED).is_dir():  # copied now or by an earlier run
                 err.print(f"{reuse / part} is merged into {cfg.vq.merge} codes")
             else:
                 err.print(f"not reusing {reuse / part}: it was made with another recipe than {recipe}'s; it is trained")
@@ -157,7 +159,7 @@ def pretrain(
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=n, info="")
             bar.update(tasks[stage], completed=i, info=" ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-        run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage, dev)
+        run(cfg, out or DEFAULT_BASE, work, tick, None if stage == "all" else stage, dev, compile)
     made = (out or DEFAULT_BASE) if stage == "all" else work / {"vq": "vqvae", "clip": "clip"}[stage]
     err.print(f"pretrained in {(time.time() - t) / 60:.1f} min -> {made}")
 

@@ -81,9 +81,10 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
 
 
 def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: str | None = None,
-             device="cpu") -> MuseBase | None:
+             device="cpu", compile: bool = False) -> MuseBase | None:
     """``progress(stage, done, total, losses)`` is called as each stage goes. ``device``: where the
     transformer stage (tokenizing its pictures, then G) runs; the VQ and CLIP stages run on the CPU.
+    ``compile``: train G through ``torch.compile`` (faster for long runs; the first steps wait for the compiler).
 
     ``only="vq"`` or ``only="clip"`` runs just that stage (the two are independent and can run
     in two processes at once); anything else runs whatever is not finished yet, then assembles.
@@ -131,7 +132,7 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     g_dir = work / "transformer"
     if not (g_dir / "config.json").is_file():
         g = train_transformer(cfg.transformer, vq, text_encoder, tokenizer, tokens, meta,
-                              work / "transformer.ckpt.safetensors", tick("transformer"), device)
+                              work / "transformer.ckpt.safetensors", tick("transformer"), device, compile)
         g.save_pretrained(g_dir)
     g = load_transformer(g_dir)
     base = MuseBase(tokenizer, text_encoder, vq, g, tr.mask_token_id(g), scorer=clip)

@@ -135,8 +135,11 @@ def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf1
 
 
 def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, tokens, meta,
-                      ckpt=None, progress=None, device="cpu") -> UVit2DModel:
-    """G trained on ``device`` (a GPU where one is at hand: the same steps, in fp32); returned on the CPU."""
+                      ckpt=None, progress=None, device="cpu", compile: bool = False) -> UVit2DModel:
+    """G trained on ``device`` (a GPU where one is at hand: the same steps, in fp32); returned on the CPU.
+
+    ``compile``: run G's forward through ``torch.compile``, with logits at every position (one fixed shape; the
+    masked-only head's shape changes every step): 0.59 vs 0.68 s/step eager at v2's G, batch 32, 2 threads."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     te = text_encoder.config
@@ -160,13 +163,14 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
     model.train()
+    net = torch.compile(model) if compile else model
 
     def step(i):
         rows = torch.randint(len(tokens), (cfg.batch,), generator=g)
         r = torch.rand(cfg.batch, generator=g)
         cap = torch.where(r < 0.1, 0, torch.where(r < 0.2, content_only[rows], full[rows]))
-        loss = masked_token_loss(model, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16,
-                                 masked_only=True)
+        loss = masked_token_loss(net, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16,
+                                 masked_only=not compile)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
