@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--downsample", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mask-block", type=int, default=1, help="mask whole squares of this many tokens a side")
     ap.add_argument("--codebook-init", action="store_true", help="G's embeddings start from the VQ codebook")
     ap.add_argument("--text", choices=("clip", "random"), default="clip",
                     help="T: the stages' CLIP text tower, or a fresh random one of the same shape (keeps every word)")
@@ -100,7 +101,7 @@ def main():
     cfg = TransformerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden,
                                  layers=args.layers, channels=args.channels, downsample=args.downsample,
                                  images=args.images, space=args.space, text_encoder=args.text,
-                                 codebook_init=args.codebook_init)
+                                 codebook_init=args.codebook_init, mask_block=args.mask_block)
     t = time.perf_counter()
     g = train_transformer(cfg, vq, te, tok, tokens, meta)
     seconds = time.perf_counter() - t

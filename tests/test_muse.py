@@ -423,3 +423,20 @@ def test_compiled_g_training_takes_the_same_steps_as_eager(base):
                                start.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-4), name
     assert any(not torch.equal(a, s) for a, s in zip(eager.state_dict().values(), start.state_dict().values()))
+
+
+def test_block_masking_masks_whole_squares_of_the_token_grid():
+    ids = torch.arange(2 * 64).view(2, 64) % 50
+    plain = schedule.random_mask(ids, 99, torch.Generator().manual_seed(0))
+    assert torch.equal(schedule.random_mask(ids, 99, torch.Generator().manual_seed(0), block=1)[1], plain[1])
+    for seed in range(5):
+        inp, mask = schedule.random_mask(ids, 99, torch.Generator().manual_seed(seed), block=2)
+        squares = mask.view(2, 4, 2, 4, 2)
+        assert (squares.all(dim=(2, 4)) == squares.any(dim=(2, 4))).all()  # each 2x2 square all or nothing
+        assert mask.sum(1).min() >= 4 and torch.equal(inp[mask], torch.full_like(ids[mask], 99))
+        assert torch.equal(inp[~mask], ids[~mask])
+    with pytest.raises(ValueError, match="does not tile"):
+        schedule.random_mask(ids, 99, block=3)
+    from styledrop.muse.train_transformer import TransformerTrainConfig
+    assert "mask_block" not in TransformerTrainConfig().recipe()  # older checkpoints still resume
+    assert TransformerTrainConfig(mask_block=2).recipe()["mask_block"] == 2

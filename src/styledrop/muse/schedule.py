@@ -14,12 +14,21 @@ def mask_ratio(t: torch.Tensor | float):
     return math.cos(t * math.pi / 2)
 
 
-def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | None = None, max_ratio: float = 1.0):
+def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | None = None, max_ratio: float = 1.0,
+                block: int = 1):
     """Mask a cosine-scheduled random fraction of each row of ``ids`` (B, N), for training.
 
-    ``max_ratio`` < 1 draws t only where the schedule masks at most that fraction.
+    ``max_ratio`` < 1 draws t only where the schedule masks at most that fraction. ``block`` > 1 masks whole
+    ``block`` x ``block`` squares of the token grid, so that a masked token's neighbours are masked with it.
     Returns (masked ids, boolean mask of the positions to predict)."""
     b, n = ids.shape
+    grid = math.isqrt(n)
+    if block > 1:
+        if grid * grid != n or grid % block:
+            raise ValueError(f"block {block} does not tile a {n}-token grid")
+        _, small = random_mask(ids.new_zeros(b, (grid // block) ** 2), mask_id, generator, max_ratio)
+        mask = small.view(b, grid // block, 1, grid // block, 1).expand(b, -1, block, -1, block).reshape(b, n)
+        return torch.where(mask, torch.full_like(ids, mask_id), ids), mask
     where = generator.device if generator is not None else ids.device  # a CPU generator may drive GPU ids
     t0 = math.acos(min(max(max_ratio, 0.0), 1.0)) * 2 / math.pi  # mask_ratio(t0) = max_ratio
     t = t0 + (1 - t0) * torch.rand(b, generator=generator, device=where).to(ids.device)

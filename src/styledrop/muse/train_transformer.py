@@ -51,6 +51,9 @@ class TransformerTrainConfig:
     # then drowns the object's name in style: 1% of its hidden states' variance across captions is the object's,
     # 44% in v1's CLIP, 61% in a random tower (docs/experiments.md)
     text_encoder: str = "clip"
+    # Mask whole mask_block x mask_block squares of tokens in training: a token's neighbours cannot give it away, so
+    # only the layout predicts it (1 = token by token, v1)
+    mask_block: int = 1
 
     def recipe(self) -> dict:
         """What makes a run of G (more steps may continue one), as its checkpoint records it."""
@@ -62,7 +65,7 @@ class TransformerTrainConfig:
                          "space": self.space})
 
 
-_UNUSED = {"varied": 0.0, "space": 0.0, "text_encoder": "clip"}
+_UNUSED = {"varied": 0.0, "space": 0.0, "text_encoder": "clip", "mask_block": 1}
 
 
 def _if_used(recipe: dict) -> dict:
@@ -111,14 +114,14 @@ def autocast(enabled: bool):
 
 
 def masked_token_loss(model, tokens, hidden, pooled, mask_id, image_size, g, bf16=False, part=None, max_ratio=1.0,
-                      masked_only=False):
+                      masked_only=False, block=1):
     """Cross-entropy on the masked positions of a cosine-masked batch: the loss of G and of adapters.
 
     ``part=(k, n)``: process k of n runs only rows k, k+n, ... of the batch (masks are still drawn for
     the whole batch, so every process sees the same ones) and divides by the masked count of the
     whole batch: the n processes' gradients then sum to the one-process gradient.
     ``masked_only``: compute logits at the masked positions only (``tr.logits_at``; pretraining's own G)."""
-    inp, mask = schedule.random_mask(tokens, mask_id, g, max_ratio)
+    inp, mask = schedule.random_mask(tokens, mask_id, g, max_ratio, block)
     if part is None and masked_only:
         with autocast(bf16):
             out = tr.logits_at(model, inp, hidden, pooled, image_size, mask)
@@ -170,7 +173,7 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
         r = torch.rand(cfg.batch, generator=g)
         cap = torch.where(r < 0.1, 0, torch.where(r < 0.2, content_only[rows], full[rows]))
         loss = masked_token_loss(net, tokens[rows], hidden[cap], pooled[cap], mask_id, image_size, g, cfg.bf16,
-                                 masked_only=not compile)
+                                 masked_only=not compile, block=cfg.mask_block)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
