@@ -22,8 +22,8 @@ def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | No
     ``block`` x ``block`` squares of the token grid, so that a masked token's neighbours are masked with it.
     Returns (masked ids, boolean mask of the positions to predict)."""
     b, n = ids.shape
-    grid = math.isqrt(n)
     if block > 1:
+        grid = math.isqrt(n)
         if grid * grid != n or grid % block:
             raise ValueError(f"block {block} does not tile a {n}-token grid")
         _, small = random_mask(ids.new_zeros(b, (grid // block) ** 2), mask_id, generator, max_ratio)

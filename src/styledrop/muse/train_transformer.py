@@ -69,8 +69,7 @@ _UNUSED = {"varied": 0.0, "space": 0.0, "text_encoder": "clip", "mask_block": 1}
 
 
 def _if_used(recipe: dict) -> dict:
-    """``varied``, ``space`` and ``text_encoder`` only when not v1's, so caches and checkpoints made before them
-    still match."""
+    """The keys of ``_UNUSED`` only when not v1's, so caches and checkpoints made before them still match."""
     return {k: v for k, v in recipe.items() if not (k in _UNUSED and v == _UNUSED[k])}
 
 
