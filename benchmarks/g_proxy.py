@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--codebook-init", action="store_true", help="G's embeddings start from the VQ codebook")
     ap.add_argument("--text", choices=("clip", "random"), default="clip",
                     help="T: the stages' CLIP text tower, or a fresh random one of the same shape (keeps every word)")
+    ap.add_argument("--save", type=Path, help="write the trained G here (safetensors, with its config)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -106,9 +107,14 @@ def main():
     g = train_transformer(cfg, vq, te, tok, tokens, meta)
     seconds = time.perf_counter() - t
     pairs = [world.pairs("pretrain")[i * 7 % len(world.pairs("pretrain"))] for i in range(32)]
-    images = generate(MuseBase(tok, te, vq, g, tr.mask_token_id(g)), [world.caption(c, s) for c, s in pairs],
-                      SampleConfig(seed=0))
-    samples = oracle_scores(Oracles.load(), images, [c for c, _ in pairs], [s for _, s in pairs])
+    if args.save:
+        save_tensors(args.save, g.state_dict(), {"config": dict(g.config), "recipe": cfg.recipe()})
+    base = MuseBase(tok, te, vq, g, tr.mask_token_id(g))
+    samples = {}
+    for block in sorted({1, args.mask_block}):  # a block-trained G sampled token by token and block by block
+        images = generate(base, [world.caption(c, s) for c, s in pairs], SampleConfig(seed=0, block=block))
+        samples[f"block_{block}"] = oracle_scores(Oracles.load(), images, [c for c, _ in pairs],
+                                                  [s for _, s in pairs])
     print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work")},
                       "params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
                       "train_s": round(seconds), "s_per_step": round(seconds / args.steps, 2),

@@ -53,6 +53,28 @@ def test_sampler_unmasks_monotonically_and_finishes():
     assert not (ids == mask_id).any()
 
 
+def test_block_sampler_fixes_whole_squares_and_keeps_known_tokens():
+    mask_id, states = 10, []
+
+    def fn(ids):
+        states.append(ids.clone())
+        return torch.randn(ids.shape[0], ids.shape[1], 10)
+    ids = decode_tokens(fn, 3, 64, mask_id, SampleConfig(steps=6, block=2))
+    assert not (ids == mask_id).any() and len(states) == 6
+    counts = [int((s == mask_id).sum()) for s in states]
+    assert counts == sorted(counts, reverse=True) and len(set(counts)) == 6
+    for s in states:  # every intermediate grid is masked in whole 2x2 squares
+        squares = (s == mask_id).view(3, 4, 2, 4, 2)
+        assert (squares.all(dim=(2, 4)) == squares.any(dim=(2, 4))).all()
+    start = torch.full((2, 64), mask_id)
+    start[:, ::5] = 7  # known tokens scattered inside squares: kept, and their squares still filled in
+    logits = torch.cat([torch.zeros(2, 64, 7), torch.full((2, 64, 3), -30.0)], -1)
+    out = decode_tokens(lambda ids: logits, 2, 64, mask_id, SampleConfig(steps=4, block=2), start=start)
+    assert (out[:, ::5] == 7).all() and (out[start == mask_id] < 7).all()
+    with pytest.raises(ValueError, match="does not tile"):
+        decode_tokens(fn, 1, 36, mask_id, SampleConfig(steps=2, block=4))
+
+
 def test_sampler_started_from_known_tokens_keeps_them():
     mask_id = 10
     start = torch.full((2, 16), mask_id)

@@ -29,6 +29,7 @@ class SampleConfig:
     seed: int = 0
     token_temperature: float = 0.7  # of each token's sampling: < 1 sharpens
     confidence: str = "sampled"  # which positions to fix first: "sampled" (MaskGIT) or "entropy"
+    block: int = 1  # fix whole block x block squares of tokens at a time (for a G trained with block masking)
 
     def __post_init__(self):
         if not 1 <= self.steps <= 256:
@@ -41,6 +42,8 @@ class SampleConfig:
             raise ValueError(f"token temperature must be in (0, 10], got {self.token_temperature}")
         if self.confidence not in ("sampled", "entropy"):
             raise ValueError(f"confidence must be 'sampled' or 'entropy', got {self.confidence!r}")
+        if self.block not in (1, 2, 4):
+            raise ValueError(f"block must be 1, 2 or 4 tokens a side, got {self.block}")
 
 
 # StyleDrop guidance defaults. The paper uses λB = 5 on Muse; the tiny base collapses beyond guidance ~3
@@ -66,7 +69,8 @@ def decode_tokens(logits_fn: LogitsFn, batch: int, n_tokens: int, mask_id: int, 
     for step in range(first_step, cfg.steps):
         ids = schedule.unmask_step(ids, logits_fn(ids), step, cfg.steps, mask_id,
                                    generators=generators, temperature=cfg.temperature,
-                                   token_temperature=cfg.token_temperature, confidence=cfg.confidence)
+                                   token_temperature=cfg.token_temperature, confidence=cfg.confidence,
+                                   block=cfg.block)
     assert not (ids == mask_id).any()
     return ids
 

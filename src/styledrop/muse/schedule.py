@@ -27,7 +27,7 @@ def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | No
         if grid * grid != n or grid % block:
             raise ValueError(f"block {block} does not tile a {n}-token grid")
         _, small = random_mask(ids.new_zeros(b, (grid // block) ** 2), mask_id, generator, max_ratio)
-        mask = small.view(b, grid // block, 1, grid // block, 1).expand(b, -1, block, -1, block).reshape(b, n)
+        mask = _block_expand(small, block)
         return torch.where(mask, torch.full_like(ids, mask_id), ids), mask
     where = generator.device if generator is not None else ids.device  # a CPU generator may drive GPU ids
     t0 = math.acos(min(max(max_ratio, 0.0), 1.0)) * 2 / math.pi  # mask_ratio(t0) = max_ratio
@@ -57,9 +57,26 @@ def sample_categorical(logp: torch.Tensor, generators: list[torch.Generator]) ->
     return torch.searchsorted(cdf, u[..., None]).squeeze(-1).clamp(max=logp.shape[-1] - 1)
 
 
+def _block_sum(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, N) over a square token grid -> (B, N / block²): the sum over each block x block square."""
+    b, n = x.shape
+    grid = math.isqrt(n)
+    if grid * grid != n or grid % block:
+        raise ValueError(f"block {block} does not tile a {n}-token grid")
+    g = grid // block
+    return x.view(b, g, block, g, block).sum((2, 4)).view(b, g * g)
+
+
+def _block_expand(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, N / block²) -> (B, N): each block's value on its block x block tokens."""
+    b, m = x.shape
+    g = math.isqrt(m)
+    return x.view(b, g, 1, g, 1).expand(b, g, block, g, block).reshape(b, m * block * block)
+
+
 def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, mask_id: int, *,
                 generators: list[torch.Generator], temperature: float = 1.0,
-                token_temperature: float = 1.0, confidence: str = "sampled") -> torch.Tensor:
+                token_temperature: float = 1.0, confidence: str = "sampled", block: int = 1) -> torch.Tensor:
     """One MaskGIT step: sample every masked token, keep the most confident, re-mask the rest.
 
     ids (B, N) with ``mask_id`` where unknown; logits (B, N, K). The number left masked after
@@ -68,8 +85,13 @@ def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, 
     ``confidence="sampled"`` ranks positions by the probability of the token just drawn (MaskGIT);
     ``"entropy"`` by how certain the position is whatever was drawn, which does not favour
     low-entropy tokens (flat backgrounds) over high-entropy ones (textured objects).
+    ``block`` > 1 fixes whole block x block squares of the grid at a time, ranked by the summed confidence of
+    their masked tokens: the way a G trained with ``random_mask(block=...)`` saw its inputs.
     Row i draws all its randomness from ``generators[i]``.
     """
+    if block > 1:
+        return _unmask_blocks(ids, logits, step, steps, mask_id, generators=generators, temperature=temperature,
+                              token_temperature=token_temperature, confidence=confidence, block=block)
     b, n = ids.shape
     logp = (logits.float() / max(token_temperature, 1e-4)).log_softmax(-1)  # < 1 sharpens each token's choice
     sampled = sample_categorical(logp, generators)
@@ -88,3 +110,28 @@ def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, 
     keep_masked = torch.clamp(masked.sum(-1) - 1, min=0).clamp(max=remaining)  # (B,)
     lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]
     return torch.where(lowest, torch.full_like(sampled, mask_id), sampled)
+
+
+def _unmask_blocks(ids, logits, step, steps, mask_id, *, generators, temperature, token_temperature, confidence,
+                   block):
+    """``unmask_step`` over blocks: a block counts as masked while any of its tokens is."""
+    logp = (logits.float() / max(token_temperature, 1e-4)).log_softmax(-1)
+    sampled = sample_categorical(logp, generators)
+    masked = ids == mask_id
+    sampled = torch.where(masked, sampled, ids)
+    if confidence == "entropy":
+        conf = (logp.exp() * logp).sum(-1)
+    else:
+        conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
+    conf = _block_sum(torch.where(masked, conf, torch.zeros_like(conf)), block)  # (B, M): masked tokens only
+    open_blocks = _block_sum(masked.float(), block) > 0
+    m = conf.shape[1]
+    remaining = math.floor(m * mask_ratio((step + 1) / steps))
+    if remaining == 0:
+        return sampled
+    conf = conf + temperature * (1 - (step + 1) / steps) * gumbel((m,), generators, ids.device)
+    conf = torch.where(open_blocks, conf, torch.full_like(conf, float("inf")))
+    keep_masked = torch.clamp(open_blocks.sum(-1) - 1, min=0).clamp(max=remaining)
+    lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]  # (B, M)
+    remask = _block_expand(lowest, block) & masked  # known tokens are never re-masked
+    return torch.where(remask, torch.full_like(sampled, mask_id), sampled)
