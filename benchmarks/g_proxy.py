@@ -115,7 +115,7 @@ def main():
         images = generate(base, [world.caption(c, s) for c, s in pairs], SampleConfig(seed=0, block=block))
         samples[f"block_{block}"] = oracle_scores(Oracles.load(), images, [c for c, _ in pairs],
                                                   [s for _, s in pairs])
-    print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work")},
+    print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work", "save")},
                       "params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
                       "train_s": round(seconds), "s_per_step": round(seconds / args.steps, 2),
                       "held_out_loss": held_out_loss(g, vq, te, tok), "samples": samples}))
