@@ -110,10 +110,10 @@ def main():
     if args.save:
         save_tensors(args.save, g.state_dict(), {"config": dict(g.config), "recipe": cfg.recipe()})
     base = MuseBase(tok, te, vq, g, tr.mask_token_id(g))
-    samples = {}
+    oracles, samples = Oracles.load(), {}
     for block in sorted({1, args.mask_block}):  # a block-trained G sampled token by token and block by block
         images = generate(base, [world.caption(c, s) for c, s in pairs], SampleConfig(seed=0, block=block))
-        samples[f"block_{block}"] = oracle_scores(Oracles.load(), images, [c for c, _ in pairs],
+        samples[f"block_{block}"] = oracle_scores(oracles, images, [c for c, _ in pairs],
                                                   [s for _, s in pairs])
     print(json.dumps({"config": {k: v for k, v in vars(args).items() if k not in ("stages", "vq", "work", "save")},
                       "params_M": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),

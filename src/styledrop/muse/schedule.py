@@ -23,10 +23,7 @@ def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | No
     Returns (masked ids, boolean mask of the positions to predict)."""
     b, n = ids.shape
     if block > 1:
-        grid = math.isqrt(n)
-        if grid * grid != n or grid % block:
-            raise ValueError(f"block {block} does not tile a {n}-token grid")
-        _, small = random_mask(ids.new_zeros(b, (grid // block) ** 2), mask_id, generator, max_ratio)
+        _, small = random_mask(ids.new_zeros(b, _blocks_a_side(n, block) ** 2), mask_id, generator, max_ratio)
         mask = _block_expand(small, block)
         return torch.where(mask, torch.full_like(ids, mask_id), ids), mask
     where = generator.device if generator is not None else ids.device  # a CPU generator may drive GPU ids
@@ -57,13 +54,18 @@ def sample_categorical(logp: torch.Tensor, generators: list[torch.Generator]) ->
     return torch.searchsorted(cdf, u[..., None]).squeeze(-1).clamp(max=logp.shape[-1] - 1)
 
 
-def _block_sum(x: torch.Tensor, block: int) -> torch.Tensor:
-    """(B, N) over a square token grid -> (B, N / block²): the sum over each block x block square."""
-    b, n = x.shape
+def _blocks_a_side(n: int, block: int) -> int:
+    """How many block x block squares fit along a side of an ``n``-token square grid; they must tile it."""
     grid = math.isqrt(n)
     if grid * grid != n or grid % block:
         raise ValueError(f"block {block} does not tile a {n}-token grid")
-    g = grid // block
+    return grid // block
+
+
+def _block_sum(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, N) over a square token grid -> (B, N / block²): the sum over each block x block square."""
+    b, n = x.shape
+    g = _blocks_a_side(n, block)
     return x.view(b, g, block, g, block).sum((2, 4)).view(b, g * g)
 
 
@@ -86,52 +88,31 @@ def unmask_step(ids: torch.Tensor, logits: torch.Tensor, step: int, steps: int, 
     ``"entropy"`` by how certain the position is whatever was drawn, which does not favour
     low-entropy tokens (flat backgrounds) over high-entropy ones (textured objects).
     ``block`` > 1 fixes whole block x block squares of the grid at a time, ranked by the summed confidence of
-    their masked tokens: the way a G trained with ``random_mask(block=...)`` saw its inputs.
+    their masked tokens (a square counts as masked while any of its tokens is): the way a G trained with
+    ``random_mask(block=...)`` saw its inputs.
     Row i draws all its randomness from ``generators[i]``.
     """
-    if block > 1:
-        return _unmask_blocks(ids, logits, step, steps, mask_id, generators=generators, temperature=temperature,
-                              token_temperature=token_temperature, confidence=confidence, block=block)
-    b, n = ids.shape
     logp = (logits.float() / max(token_temperature, 1e-4)).log_softmax(-1)  # < 1 sharpens each token's choice
     sampled = sample_categorical(logp, generators)
     masked = ids == mask_id
     sampled = torch.where(masked, sampled, ids)
-    remaining = math.floor(n * mask_ratio((step + 1) / steps))
-    if remaining == 0:
-        return sampled
     if confidence == "entropy":
         conf = (logp.exp() * logp).sum(-1)  # minus the entropy of each position
     else:
         conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
-    conf = conf + temperature * (1 - (step + 1) / steps) * gumbel((n,), generators, ids.device)
-    conf = torch.where(masked, conf, torch.full_like(conf, float("inf")))  # never re-mask known tokens
-    # every step unmasks at least one token, and never re-masks more than are masked now
-    keep_masked = torch.clamp(masked.sum(-1) - 1, min=0).clamp(max=remaining)  # (B,)
-    lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]
-    return torch.where(lowest, torch.full_like(sampled, mask_id), sampled)
-
-
-def _unmask_blocks(ids, logits, step, steps, mask_id, *, generators, temperature, token_temperature, confidence,
-                   block):
-    """``unmask_step`` over blocks: a block counts as masked while any of its tokens is."""
-    logp = (logits.float() / max(token_temperature, 1e-4)).log_softmax(-1)
-    sampled = sample_categorical(logp, generators)
-    masked = ids == mask_id
-    sampled = torch.where(masked, sampled, ids)
-    if confidence == "entropy":
-        conf = (logp.exp() * logp).sum(-1)
-    else:
-        conf = logp.gather(-1, sampled[..., None]).squeeze(-1)
-    conf = _block_sum(torch.where(masked, conf, torch.zeros_like(conf)), block)  # (B, M): masked tokens only
-    open_blocks = _block_sum(masked.float(), block) > 0
+    open_units = masked  # what is ranked: tokens, or squares of them
+    if block > 1:
+        conf = _block_sum(torch.where(masked, conf, torch.zeros_like(conf)), block)  # masked tokens only
+        open_units = _block_sum(masked.float(), block) > 0
     m = conf.shape[1]
     remaining = math.floor(m * mask_ratio((step + 1) / steps))
     if remaining == 0:
         return sampled
     conf = conf + temperature * (1 - (step + 1) / steps) * gumbel((m,), generators, ids.device)
-    conf = torch.where(open_blocks, conf, torch.full_like(conf, float("inf")))
-    keep_masked = torch.clamp(open_blocks.sum(-1) - 1, min=0).clamp(max=remaining)
-    lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]  # (B, M)
-    remask = _block_expand(lowest, block) & masked  # known tokens are never re-masked
-    return torch.where(remask, torch.full_like(sampled, mask_id), sampled)
+    conf = torch.where(open_units, conf, torch.full_like(conf, float("inf")))  # never re-mask known tokens
+    # every step unmasks at least one unit, and never re-masks more than are masked now
+    keep_masked = torch.clamp(open_units.sum(-1) - 1, min=0).clamp(max=remaining)  # (B,)
+    lowest = conf.argsort(-1).argsort(-1) < keep_masked[:, None]
+    if block > 1:
+        lowest = _block_expand(lowest, block) & masked  # a square's known tokens stay
+    return torch.where(lowest, torch.full_like(sampled, mask_id), sampled)
