@@ -328,6 +328,27 @@ def test_stage_checkpoint_resumes_only_under_its_own_recipe(tmp_path):
     assert ckpt.read_bytes() == before and seen == [0, 1, 2, 3, 4, 5]
 
 
+def test_resumed_stage_draws_what_an_unstopped_run_draws(tmp_path):
+    from styledrop.muse import stages
+
+    def run(steps, ckpt):
+        torch.manual_seed(0)
+        g, draws = torch.Generator().manual_seed(0), []
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(i):  # one draw from the run's generator, one from torch's global one (as dropout would)
+            draws.append((torch.rand(1, generator=g).item(), torch.rand(1).item()))
+            return {"loss": 0.0}
+        stages.run(model=model, opt=opt, steps=steps, step=step, ckpt=ckpt, every=2, generators={"data": g})
+        return draws
+
+    whole = run(6, tmp_path / "whole.safetensors")
+    first = run(4, tmp_path / "stopped.safetensors")
+    rest = run(6, tmp_path / "stopped.safetensors")  # resumes at step 4
+    assert len(rest) == 2 and first + rest == whole
+
+
 def test_base_id_follows_the_weights_not_how_they_were_saved(base, tmp_path):
     import shutil
 

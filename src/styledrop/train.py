@@ -90,7 +90,8 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     adapter.train()
     try:
         stages.run(model=adapter, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=100,
-                   warmup=min(50, cfg.steps // 10 + 1), progress=progress, save=world is None or world[0] == 0)
+                   warmup=min(50, cfg.steps // 10 + 1), progress=progress, save=world is None or world[0] == 0,
+                   generators={"data": g})
     finally:
         adapter.detach()
     return adapter.eval()

@@ -140,5 +140,6 @@ def train_clip(cfg: ClipTrainConfig, tokenizer, ckpt=None, progress=None) -> CLI
         opt.step()
         return losses
 
-    stages.run(model=trained, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress, recipe=cfg.recipe())
+    stages.run(model=trained, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress,
+               recipe=cfg.recipe(), generators={"data": g})
     return model.eval()

@@ -180,5 +180,5 @@ def train_transformer(cfg: TransformerTrainConfig, vq, text_encoder, tokenizer, 
         return {"loss": loss.item()}
 
     stages.run(model=model, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=250, progress=progress,
-               recipe=cfg.recipe())
+               recipe=cfg.recipe(), generators={"data": g})
     return model.cpu().eval()

@@ -87,7 +87,8 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> Tin
             usage.zero_()
         return out
 
-    stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress, recipe=cfg.recipe())
+    stages.run(model=vq, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, progress=progress,
+               recipe=cfg.recipe(), generators={"data": g})
     return vq.eval()
 
 
