@@ -48,7 +48,8 @@ def main():
     prompts = [world.caption(c, args.style) for c in CONTENTS]
     rows, out = [], {}
     for guidance in args.guidance:
-        logits = cfg_logits_fn(base, prompts, guidance)(torch.full((len(prompts), base.grid ** 2), base.mask_id))
+        all_masked = torch.full((len(prompts), base.grid ** 2), base.mask_id, device=base.device)
+        logits = cfg_logits_fn(base, prompts, guidance)(all_masked)
         ids = logits.argmax(-1)
         images = tokens_to_images(base, ids)
         rows += list(images)

@@ -40,7 +40,7 @@ def run(*, model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, step:
     ``recipe``: what made the run (JSON-able); a checkpoint written under another recipe is refused, not resumed.
     ``generators``: the step's random generators by name; their states (and torch's global one, for dropout and
     the like) go into the checkpoint and come back on resume. A checkpoint without them resumes from the seeds."""
-    generators = dict(generators or {})
+    generators = generators or {}
     base_lrs = [g["lr"] for g in opt.param_groups]
     start = 0
     if ckpt is not None and Path(ckpt).is_file():
