@@ -483,3 +483,34 @@ def test_block_masking_masks_whole_squares_of_the_token_grid():
     from styledrop.muse.train_transformer import TransformerTrainConfig
     assert "mask_block" not in TransformerTrainConfig().recipe()  # older checkpoints still resume
     assert TransformerTrainConfig(mask_block=2).recipe()["mask_block"] == 2
+
+
+def test_more_g_steps_continue_a_finished_g_and_fewer_or_another_recipe_are_refused(tmp_path, base):
+    from dataclasses import replace
+
+    from styledrop.io import load_tensors
+    from styledrop.muse.pretrain import pretrain, seed_work
+
+    from .tiny import TINY
+    work = tmp_path / "work"
+    seed_work(work, base.path.parent / "work")  # the tiny base's VQ and CLIP: only G trains here
+
+    def run(**changes):
+        ticks = []
+        cfg = replace(TINY, transformer=replace(TINY.transformer, **changes))
+        pretrain(cfg, tmp_path / "base", work, progress=lambda stage, i, n, _: ticks.append((stage, i, n)))
+        return [(i, n) for stage, i, n in ticks if stage == "transformer"]
+
+    assert run() == [(1, 3), (2, 3), (3, 3)]
+    first = load_tensors(work / "transformer" / "diffusion_pytorch_model.safetensors")[0]
+    assert run() == []  # finished at these steps: reused
+    assert run(steps=5) == [(4, 5), (5, 5)]  # trained on from step 3, not anew and not skipped
+    assert load_tensors(work / "transformer.ckpt.safetensors")[1]["step"] == 5
+    later = load_tensors(work / "transformer" / "diffusion_pytorch_model.safetensors")[0]
+    assert any(not torch.equal(first[k], later[k]) for k in first)
+    before = (work / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    with pytest.raises(UserError, match="trained for 5 steps"):
+        run(steps=4)
+    with pytest.raises(UserError, match="another recipe.*hidden"):
+        run(steps=6, hidden=16)
+    assert (work / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == before

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..io import UserError, load_tensors, read_json, save_tensors, write_json
 from . import transformer as tr
 from .base import MuseBase, load_transformer
 from .stages import check_recipe
@@ -129,11 +129,11 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
         tensors, header = {"tokens": tokens}, {"meta": meta}
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
 
-    g_dir = work / "transformer"
-    if not (g_dir / "config.json").is_file():
+    g_dir, g_recipe = work / "transformer", g_cfg.recipe() | {"steps": g_cfg.steps}
+    if not g_finished(g_dir, g_recipe):
         g = train_transformer(cfg.transformer, vq, text_encoder, tokenizer, tokens, meta,
                               work / "transformer.ckpt.safetensors", tick("transformer"), device, compile)
-        g.save_pretrained(g_dir)
+        save_stage(g, g_dir, g_recipe)
     g = load_transformer(g_dir)
     base = MuseBase(tokenizer, text_encoder, vq, g, tr.mask_token_id(g), scorer=clip)
 
@@ -154,6 +154,26 @@ def finished(folder: Path, recipe: dict) -> bool:
     made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
     check_recipe(f"finished stage {folder}", made, recipe)
     return True
+
+
+def g_finished(folder: Path, recipe: dict) -> bool:
+    """Whether G is done in ``folder`` at ``recipe["steps"]``. A G finished at fewer steps is not: more steps
+    continue its run from the checkpoint (without this, a longer ``--g-steps`` silently reused the shorter G).
+    Fewer steps than were trained cannot be undone and are refused, as is another recipe."""
+    made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
+    if made is None or "steps" not in made:  # a G saved before its stage kept a recipe: trusted, as finished()
+        return (folder / "config.json").is_file()
+    if made["steps"] == recipe["steps"]:
+        return finished(folder, recipe)
+    check_recipe(f"finished stage {folder}", _without_steps(made), _without_steps(recipe))
+    if made["steps"] > recipe["steps"]:
+        raise UserError(f"finished stage {folder} was trained for {made['steps']} steps, more than the "
+                        f"{recipe['steps']} asked: ask for at least {made['steps']} or use another work folder")
+    return False
+
+
+def _without_steps(recipe: dict) -> dict:
+    return {k: v for k, v in recipe.items() if k != "steps"}
 
 
 def save_stage(model, folder: Path, recipe: dict, dtype=None) -> None:
