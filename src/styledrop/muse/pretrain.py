@@ -163,13 +163,11 @@ def g_finished(folder: Path, recipe: dict) -> bool:
     made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
     if made is None or "steps" not in made:  # a G saved before its stage kept a recipe: trusted, as finished()
         return (folder / "config.json").is_file()
-    if made["steps"] == recipe["steps"]:
-        return finished(folder, recipe)
     check_recipe(f"finished stage {folder}", _without_steps(made), _without_steps(recipe))
     if made["steps"] > recipe["steps"]:
         raise UserError(f"finished stage {folder} was trained for {made['steps']} steps, more than the "
                         f"{recipe['steps']} asked: ask for at least {made['steps']} or use another work folder")
-    return False
+    return made["steps"] == recipe["steps"] and (folder / "config.json").is_file()
 
 
 def _without_steps(recipe: dict) -> dict:
