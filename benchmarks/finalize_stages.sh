@@ -17,7 +17,8 @@ src, part = Path(os.environ["SRC"]) / os.environ["PART"], os.environ["PART"]
 dst, tmp = Path("pretrained_stages") / part, Path("pretrained_stages") / f".{part}.tmp"
 shutil.rmtree(tmp, ignore_errors=True)
 model = TinyVQModel.from_pretrained(src) if part == "vqvae" else load_clip(src)
-save_stage(model, tmp, read_json(src / STAGE_RECIPE)["recipe"], dtype=torch.float16)
+# without its steps: a kept stage is reused as it is, whatever --vq-steps/--clip-steps a later run asks
+save_stage(model, tmp, read_json(src / STAGE_RECIPE)["recipe"], steps=None, dtype=torch.float16)
 if part == "clip":  # its tokenizer goes with it
     shutil.rmtree(Path("pretrained_stages") / "tokenizer", ignore_errors=True)
     shutil.copytree(src.parent / "tokenizer", Path("pretrained_stages") / "tokenizer")

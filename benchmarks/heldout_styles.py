@@ -41,10 +41,13 @@ def main():
     ap.add_argument("--token", default=None, help="caption the style 'in TOKEN style' (e.g. '[v]') instead of by "
                     "its descriptor: with a style G knows, the adapter must still learn it from the picture")
     ap.add_argument("--references", type=int, default=1, help="real renders of the style to train on (the paper: 1)")
+    ap.add_argument("--max-mask", type=float, default=TrainConfig.max_mask,
+                    help="highest masked fraction the adapter trains on (< 1 keeps it off the reference's layout)")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load()
     report = {}
     for style in args.styles:
@@ -56,7 +59,7 @@ def main():
         captions = [f"{world.caption(c, None)} {descriptor}" for c in contents]
         t = time.time()
         theta = train_adapter(base, refs, captions, adapters.AdapterConfig(args.kind, args.rank),
-                              TrainConfig(steps=args.steps, lr=args.lr), words=descriptor)
+                              TrainConfig(steps=args.steps, lr=args.lr, max_mask=args.max_mask), words=descriptor)
         train_s = time.time() - t
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, SampleConfig(steps=12),
                            args.lambda_a, args.lambda_b, args.seeds)

@@ -514,3 +514,34 @@ def test_more_g_steps_continue_a_finished_g_and_fewer_or_another_recipe_are_refu
     with pytest.raises(UserError, match="another recipe.*hidden"):
         run(steps=6, hidden=16)
     assert (work / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == before
+
+
+def test_more_vq_or_clip_steps_train_the_finished_stage_on_and_a_missing_checkpoint_is_refused(tmp_path):
+    from dataclasses import replace
+
+    from styledrop.io import load_tensors
+    from styledrop.muse.pretrain import pretrain
+
+    from .tiny import TINY
+    work = tmp_path / "work"
+
+    def run(stage, **changes):
+        ticks = []
+        cfg = replace(TINY, **{stage: replace(getattr(TINY, stage), **changes)})
+        pretrain(cfg, tmp_path / "base", work, progress=lambda s, i, n, _: ticks.append((s, i, n)), only=stage)
+        return [(i, n) for s, i, n in ticks if s == stage]
+
+    for stage, folder in (("vq", "vqvae"), ("clip", "clip")):
+        steps = getattr(TINY, stage).steps
+        assert run(stage) == [(i, steps) for i in range(1, steps + 1)]
+        assert run(stage) == []  # finished at these steps: reused
+        assert run(stage, steps=steps + 1) == [(steps + 1, steps + 1)]  # trained on, not anew and not skipped
+        assert load_tensors(work / f"{stage}.ckpt.safetensors")[1]["step"] == steps + 1
+        weights = next((work / folder).glob("*.safetensors"))
+        before = weights.read_bytes()
+        with pytest.raises(UserError, match=f"trained for {steps + 1} steps, more than"):
+            run(stage, steps=steps)
+        (work / f"{stage}.ckpt.safetensors").unlink()
+        with pytest.raises(UserError, match="checkpoint .* is missing"):
+            run(stage, steps=steps + 2)
+        assert weights.read_bytes() == before

@@ -51,7 +51,7 @@ def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
     out = []
     for part, expected in recipes.items():
         made = reuse / part / STAGE_RECIPE
-        if made.is_file() and read_json(made)["recipe"] != expected:
+        if made.is_file() and _without_steps(read_json(made)["recipe"]) != expected:
             out.append(part)
     return out
 
@@ -73,7 +73,7 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
             copied.append(part)
     # a VQ to be merged may start from a finished VQ of the same recipe before merging
     made, wanted = reuse / "vqvae" / STAGE_RECIPE, (recipes or {}).get(UNMERGED)
-    if "vqvae" in skip and wanted and made.is_file() and read_json(made)["recipe"] == wanted \
+    if "vqvae" in skip and wanted and made.is_file() and _without_steps(read_json(made)["recipe"]) == wanted \
             and not (work / UNMERGED).exists():
         shutil.copytree(reuse / "vqvae", work / UNMERGED)
         copied.append(UNMERGED)
@@ -95,19 +95,20 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
         return (lambda i, n, losses: progress(stage, i, n, losses)) if progress else None
 
     vq_dir = work / "vqvae"
-    if only in (None, "vq") and not finished(vq_dir, cfg.vq.recipe()):
+    vq_ckpt, clip_ckpt, g_ckpt = (work / f"{name}.ckpt.safetensors" for name in STAGES)
+    if only in (None, "vq") and not finished(vq_dir, cfg.vq.recipe(), cfg.vq.steps, vq_ckpt):
         full, full_dir = cfg.vq.unmerged(), work / UNMERGED if cfg.vq.merge else vq_dir
-        if not finished(full_dir, full.recipe()):
-            save_stage(train_vq(full, work / "vq.ckpt.safetensors", tick("vq")), full_dir, full.recipe())
+        if not finished(full_dir, full.recipe(), full.steps, vq_ckpt):
+            save_stage(train_vq(full, vq_ckpt, tick("vq")), full_dir, full.recipe(), full.steps)
         if cfg.vq.merge:
             unmerged = TinyVQModel.from_pretrained(full_dir, torch_dtype=torch.float32).eval()
-            save_stage(merge_vq(unmerged, cfg.vq), vq_dir, cfg.vq.recipe())
+            save_stage(merge_vq(unmerged, cfg.vq), vq_dir, cfg.vq.recipe(), cfg.vq.steps)
     tok_dir, clip_dir = work / "tokenizer", work / "clip"
-    if only in (None, "clip") and not finished(clip_dir, cfg.clip.recipe()):
+    if only in (None, "clip") and not finished(clip_dir, cfg.clip.recipe(), cfg.clip.steps, clip_ckpt):
         tokenizer = build_tokenizer(space=cfg.clip.space > 0)
         tokenizer.save_pretrained(tok_dir)
-        clip = train_clip(cfg.clip, tokenizer, work / "clip.ckpt.safetensors", tick("clip"))
-        save_stage(clip, clip_dir, cfg.clip.recipe())
+        clip = train_clip(cfg.clip, tokenizer, clip_ckpt, tick("clip"))
+        save_stage(clip, clip_dir, cfg.clip.recipe(), cfg.clip.steps)
     if only in ("vq", "clip"):
         return None
     finished(vq_dir, cfg.vq.recipe())
@@ -129,11 +130,11 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
         tensors, header = {"tokens": tokens}, {"meta": meta}
     tokens, meta = tensors["tokens"], [tuple(m) for m in header["meta"]]
 
-    g_dir, g_recipe = work / "transformer", g_cfg.recipe() | {"steps": g_cfg.steps}
-    if not g_finished(g_dir, g_recipe):
-        g = train_transformer(cfg.transformer, vq, text_encoder, tokenizer, tokens, meta,
-                              work / "transformer.ckpt.safetensors", tick("transformer"), device, compile)
-        save_stage(g, g_dir, g_recipe)
+    g_dir = work / "transformer"
+    if not finished(g_dir, g_cfg.recipe(), g_cfg.steps, g_ckpt):
+        g = train_transformer(g_cfg, vq, text_encoder, tokenizer, tokens, meta, g_ckpt, tick("transformer"), device,
+                              compile)
+        save_stage(g, g_dir, g_cfg.recipe(), g_cfg.steps)
     g = load_transformer(g_dir)
     base = MuseBase(tokenizer, text_encoder, vq, g, tr.mask_token_id(g), scorer=clip)
 
@@ -147,37 +148,37 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
     return MuseBase.load(out)
 
 
-def finished(folder: Path, recipe: dict) -> bool:
-    """Whether a stage is done in ``folder``; one made under another recipe is refused, naming what differs."""
+def finished(folder: Path, recipe: dict, steps: int | None = None, ckpt: Path | None = None) -> bool:
+    """Whether a stage is done in ``folder`` at ``steps``; one made under another recipe is refused, naming what
+    differs. A stage finished at fewer steps is not done: more steps train it on from ``ckpt`` (without this, a
+    longer ``--vq-steps``/``--g-steps`` silently reused the shorter stage). Fewer steps than were trained cannot be
+    undone and are refused, as are more steps without the checkpoint to go on from. A stage saved before stages
+    kept their steps is trusted at any steps."""
     if not (folder / "config.json").is_file():
         return False
     made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
-    check_recipe(f"finished stage {folder}", made, recipe)
-    return True
-
-
-def g_finished(folder: Path, recipe: dict) -> bool:
-    """Whether G is done in ``folder`` at ``recipe["steps"]``. A G finished at fewer steps is not: more steps
-    continue its run from the checkpoint (without this, a longer ``--g-steps`` silently reused the shorter G).
-    Fewer steps than were trained cannot be undone and are refused, as is another recipe."""
-    made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
-    if made is None or "steps" not in made:  # a G saved before its stage kept a recipe: trusted, as finished()
-        return (folder / "config.json").is_file()
-    check_recipe(f"finished stage {folder}", _without_steps(made), _without_steps(recipe))
-    if made["steps"] > recipe["steps"]:
-        raise UserError(f"finished stage {folder} was trained for {made['steps']} steps, more than the "
-                        f"{recipe['steps']} asked: ask for at least {made['steps']} or use another work folder")
-    return made["steps"] == recipe["steps"] and (folder / "config.json").is_file()
+    check_recipe(f"finished stage {folder}", None if made is None else _without_steps(made), recipe)
+    done = (made or {}).get("steps")
+    if steps is None or done is None or done == steps:
+        return True
+    if done > steps:
+        raise UserError(f"finished stage {folder} was trained for {done} steps, more than the {steps} asked: "
+                        f"ask for at least {done} or use another work folder")
+    if ckpt is None or not ckpt.is_file():
+        raise UserError(f"finished stage {folder} was trained for {done} steps; training it on to {steps} needs its "
+                        f"checkpoint {ckpt}, which is missing: ask for {done} steps or use another work folder")
+    return False
 
 
 def _without_steps(recipe: dict) -> dict:
     return {k: v for k, v in recipe.items() if k != "steps"}
 
 
-def save_stage(model, folder: Path, recipe: dict, dtype=None) -> None:
-    """A finished stage in diffusers/transformers' folder format, with the recipe that made it."""
+def save_stage(model, folder: Path, recipe: dict, steps: int | None = None, dtype=None) -> None:
+    """A finished stage in diffusers/transformers' folder format, with the recipe and steps that made it
+    (``steps=None``: a stage to be reused as it is, such as pretrained_stages/, at any steps asked)."""
     (model.to(dtype) if dtype else model).save_pretrained(folder)
-    write_json(folder / STAGE_RECIPE, {"recipe": recipe})
+    write_json(folder / STAGE_RECIPE, {"recipe": _without_steps(recipe) | ({} if steps is None else {"steps": steps})})
 
 
 def text_encoder_of(clip: CLIPModel, random: bool = False, seed: int = 11) -> CLIPTextModelWithProjection:
