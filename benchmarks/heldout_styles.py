@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--references", type=int, default=1, help="real renders of the style to train on (the paper: 1)")
     ap.add_argument("--max-mask", type=float, default=TrainConfig.max_mask,
                     help="highest masked fraction the adapter trains on (< 1 keeps it off the reference's layout)")
+    ap.add_argument("--prior", type=float, default=0.0, help="weight of prior preservation on the base's own "
+                    "pictures of content-only captions (DreamBooth's; 0 = off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
@@ -50,6 +52,7 @@ def main():
     torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load()
     report = {}
+    prior_prompts = [world.caption(c, None) for c in world.PRETRAIN_CONTENTS for _ in range(2)]
     for style in args.styles:
         ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
         descriptor = world.style_phrase(style, args.token)
@@ -59,7 +62,8 @@ def main():
         captions = [f"{world.caption(c, None)} {descriptor}" for c in contents]
         t = time.time()
         theta = train_adapter(base, refs, captions, adapters.AdapterConfig(args.kind, args.rank),
-                              TrainConfig(steps=args.steps, lr=args.lr, max_mask=args.max_mask), words=descriptor)
+                              TrainConfig(steps=args.steps, lr=args.lr, max_mask=args.max_mask, prior=args.prior),
+                              words=descriptor, prior_prompts=prior_prompts)
         train_s = time.time() - t
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, SampleConfig(steps=12),
                            args.lambda_a, args.lambda_b, args.seeds)

@@ -202,3 +202,28 @@ def test_token_adapter_learns_only_its_words_through_t(cli, base, tmp_path):
     code, _, err = cli("sample", "--style", out, "--subject", sub, "--prompt", "a [w] fish", "--n", 1,
                        "--steps", 2, "--out", tmp_path / "both", "--base", base.path)
     assert code == 2 and "token adapter" in err and not (tmp_path / "both").exists()
+
+
+def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base):
+    from styledrop import world
+    from styledrop.muse.train_transformer import masked_token_loss
+    from styledrop.train import TrainConfig, prior_samples, train_adapter
+    ref = world.sample(0, 0, [("fish", "pop_art")]).image
+    prompts = ["a cat", "a star", "a house", "a moon"]
+    ids, h, p = prior_samples(base, prompts, seed=0)
+    assert ids.shape == (4, base.grid**2) and not (ids == base.mask_id).any()
+
+    def loss_on_prior(prior):
+        a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig("bottleneck", 8),
+                          TrainConfig(steps=60, batch=4, lr=5e-3, prior=prior), prior_prompts=prompts)
+        a.attach(base.transformer)
+        try:
+            with torch.no_grad():  # the same masks for both adapters
+                return masked_token_loss(base.net, ids.repeat(8, 1), h.repeat(8, 1, 1), p.repeat(8, 1),
+                                         base.mask_id, base.image_size, torch.Generator().manual_seed(1)).item()
+        finally:
+            a.detach()
+
+    assert loss_on_prior(2.0) < loss_on_prior(0.0)
+    with pytest.raises(ValueError, match="prior"):
+        TrainConfig(prior=-1)

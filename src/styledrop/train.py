@@ -16,6 +16,7 @@ from . import adapters
 from .device import processes
 from .io import UserError
 from .muse import stages
+from .muse.sampler import SampleConfig, cfg_logits_fn, decode_tokens
 from .muse.text import tokenize
 from .muse.train_transformer import masked_token_loss
 from .oracle import to_tensor
@@ -31,12 +32,17 @@ class TrainConfig:
     seed: int = 0
     mirror: bool = True  # also learn the left-right mirror of each reference
     max_mask: float = 1.0  # highest masked fraction trained on (< 1 keeps the adapter off global layout)
+    # DreamBooth's prior preservation: the weight of the loss on the base's own samples of ``prior_prompts``
+    # (content-only captions), so that the adapter keeps what G draws for them
+    prior: float = 0.0
 
     def __post_init__(self):
         if self.steps < 1 or self.batch < 1:
             raise ValueError(f"steps and batch must be at least 1, got {self.steps} and {self.batch}")
         if not 0 < self.lr < 1:
             raise ValueError(f"lr must be in (0, 1), got {self.lr}")
+        if self.prior < 0:
+            raise ValueError(f"prior must be >= 0, got {self.prior}")
 
 
 def caption_for(content: str, style: str) -> str:
@@ -52,11 +58,21 @@ def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tens
     return base.vq.encode_indices(x).flatten(1)  # (R, N)
 
 
+@torch.no_grad()
+def prior_samples(base, prompts: list[str], seed: int):
+    """The base's own tokens for ``prompts`` (guidance 2) and their text embeddings, before any adapter."""
+    ids = decode_tokens(cfg_logits_fn(base, prompts, 2.0), len(prompts), base.grid ** 2, base.mask_id,
+                        SampleConfig(seed=seed), base.device)
+    return (ids, *base.encode_text(prompts))
+
+
 def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adapter_cfg: adapters.AdapterConfig,
-                  cfg: TrainConfig, ckpt=None, progress=None, words: str | None = None):
+                  cfg: TrainConfig, ckpt=None, progress=None, words: str | None = None,
+                  prior_prompts: list[str] | None = None):
     """Returns the trained adapter (detached from G). ``caption`` is one caption for every image, or
     one per image (round 2 of feedback trains on images made for different prompts). ``words``: what a
-    ``token`` adapter learns (the style descriptor or the subject's token), which the captions contain."""
+    ``token`` adapter learns (the style descriptor or the subject's token), which the captions contain.
+    ``prior_prompts``: what the base draws for these (before the adapter) is kept at weight ``cfg.prior``."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     captions = [caption] * len(images) if isinstance(caption, str) else list(caption)
@@ -64,6 +80,7 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     tokens = reference_tokens(base, images, cfg.mirror)
     captions = captions * (2 if cfg.mirror else 1)  # row k captions token row k
     hidden, pooled = base.encode_text(captions)
+    prior = prior_samples(base, prior_prompts, cfg.seed) if cfg.prior > 0 and prior_prompts else None
     adapter = adapters.build(adapter_cfg, base.transformer, base, words).attach(base.transformer)
     if adapter_cfg.kind == "token" and not any(adapter._spans(tokenize(base.tokenizer, captions))):
         raise UserError(f"the captions do not contain the words the token adapter learns ({words!r})")
@@ -78,6 +95,10 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
             h, p = adapter.encode_text(base, [captions[r] for r in rows.tolist()], grad=True)
         loss = masked_token_loss(base.net, tokens[rows], h, p,
                                  base.mask_id, base.image_size, g, part=world, max_ratio=cfg.max_mask)
+        if prior is not None:
+            more = torch.randint(len(prior[0]), (cfg.batch,), generator=g)
+            loss = loss + cfg.prior * masked_token_loss(base.net, prior[0][more], prior[1][more], prior[2][more],
+                                                        base.mask_id, base.image_size, g, part=world)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if world is not None:  # every process holds a share of the global batch: sum the shares

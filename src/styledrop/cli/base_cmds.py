@@ -81,10 +81,10 @@ def write_images(out: Path, images, rows: list[dict], grid=None) -> None:
 def pretrain(
     out: Path = typer.Option(None, help="Where to write the base folder (default: the shipped one)."),
     work: Path = typer.Option(Path("runs/pretrain"), help="Checkpoints and finished stages; re-run resumes."),
-    vq_steps: int = typer.Option(None, help="VQ training steps (default from VQTrainConfig)."),
-    clip_steps: int = typer.Option(None, help="CLIP training steps."),
-    g_steps: int = typer.Option(None, min=1, help="Transformer training steps. More than a finished G in --work "
-                                                   "had: its run goes on from its checkpoint."),
+    vq_steps: int = typer.Option(None, min=1, help="VQ training steps (default from the recipe). More than a "
+                                 "finished VQ in --work had: its run goes on from its checkpoint."),
+    clip_steps: int = typer.Option(None, min=1, help="CLIP training steps; more goes on as for --vq-steps."),
+    g_steps: int = typer.Option(None, min=1, help="Transformer training steps; more goes on as for --vq-steps."),
     vq_merge: int = typer.Option(None, min=0, help="Merge the VQ's codebook into this many codes after training "
                                                    "(k-means weighted by use; 0 = keep every code)."),
     g_varied: float = typer.Option(None, min=0.0, max=1.0,
