@@ -224,6 +224,7 @@ def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base
         finally:
             a.detach()
 
-    assert loss_on_prior(2.0) < loss_on_prior(0.0)
+    kept, plain = loss_on_prior(2.0), loss_on_prior(0.0)
+    assert kept < plain - 0.05  # 2.31 vs 2.42 nats when written
     with pytest.raises(ValueError, match="prior"):
         TrainConfig(prior=-1)
