@@ -228,3 +228,5 @@ def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base
     assert kept < plain - 0.05  # 2.31 vs 2.42 nats when written
     with pytest.raises(ValueError, match="prior"):
         TrainConfig(prior=-1)
+    with pytest.raises(ValueError, match="needs prior_prompts"):
+        train_adapter(base, [ref], "a fish", adapters.AdapterConfig("bottleneck", 8), TrainConfig(steps=1, prior=1.0))

@@ -90,7 +90,8 @@ def test_pretrain_merges_a_finished_vq_without_training_it_again(tmp_path):
     assert not (work / "vq.ckpt.safetensors").exists()  # merged from the copy, not trained anew
     vq = TinyVQModel.from_pretrained(work / "vqvae")
     assert vq.codebook_size == 4
-    assert json.loads((work / "vqvae" / "styledrop_stage.json").read_text())["recipe"]["merge"] == 4
+    made = json.loads((work / "vqvae" / "styledrop_stage.json").read_text())["recipe"]
+    assert made["merge"] == 4 and "steps" not in made  # merged from a reused VQ: reusable at any steps, as it was
     assert TinyVQModel.from_pretrained(work / UNMERGED).codebook_size == TINY.vq.codebook_size
     pretrain(merged_cfg, tmp_path / "unused", work, only="vq")  # finished: nothing to do
     assert torch.equal(TinyVQModel.from_pretrained(work / "vqvae").codebook.weight, vq.codebook.weight)

@@ -60,9 +60,10 @@ def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tens
 
 @torch.no_grad()
 def prior_samples(base, prompts: list[str], seed: int):
-    """The base's own tokens for ``prompts`` (guidance 2) and their text embeddings, before any adapter."""
-    ids = decode_tokens(cfg_logits_fn(base, prompts, 2.0), len(prompts), base.grid ** 2, base.mask_id,
-                        SampleConfig(seed=seed), base.device)
+    """The base's own tokens for ``prompts`` (the sampler's defaults) and their text embeddings, before any adapter."""
+    cfg = SampleConfig(seed=seed)
+    ids = decode_tokens(cfg_logits_fn(base, prompts, cfg.guidance), len(prompts), base.grid ** 2, base.mask_id, cfg,
+                        base.device)
     return (ids, *base.encode_text(prompts))
 
 
@@ -80,7 +81,9 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     tokens = reference_tokens(base, images, cfg.mirror)
     captions = captions * (2 if cfg.mirror else 1)  # row k captions token row k
     hidden, pooled = base.encode_text(captions)
-    prior = prior_samples(base, prior_prompts, cfg.seed) if cfg.prior > 0 and prior_prompts else None
+    if cfg.prior > 0 and not prior_prompts:
+        raise ValueError("prior preservation (prior > 0) needs prior_prompts: the prompts whose pictures to keep")
+    prior = prior_samples(base, prior_prompts, cfg.seed) if cfg.prior > 0 else None
     adapter = adapters.build(adapter_cfg, base.transformer, base, words).attach(base.transformer)
     if adapter_cfg.kind == "token" and not any(adapter._spans(tokenize(base.tokenizer, captions))):
         raise UserError(f"the captions do not contain the words the token adapter learns ({words!r})")

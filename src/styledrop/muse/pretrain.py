@@ -102,7 +102,8 @@ def pretrain(cfg: PretrainConfig, out: Path, work: Path, progress=None, only: st
             save_stage(train_vq(full, vq_ckpt, tick("vq")), full_dir, full.recipe(), full.steps)
         if cfg.vq.merge:
             unmerged = TinyVQModel.from_pretrained(full_dir, torch_dtype=torch.float32).eval()
-            save_stage(merge_vq(unmerged, cfg.vq), vq_dir, cfg.vq.recipe(), cfg.vq.steps)
+            # the steps the unmerged VQ had: none recorded when it was reused (it then stays reusable at any steps)
+            save_stage(merge_vq(unmerged, cfg.vq), vq_dir, cfg.vq.recipe(), stage_steps(full_dir))
     tok_dir, clip_dir = work / "tokenizer", work / "clip"
     if only in (None, "clip") and not finished(clip_dir, cfg.clip.recipe(), cfg.clip.steps, clip_ckpt):
         tokenizer = build_tokenizer(space=cfg.clip.space > 0)
@@ -168,6 +169,12 @@ def finished(folder: Path, recipe: dict, steps: int | None = None, ckpt: Path | 
         raise UserError(f"finished stage {folder} was trained for {done} steps; training it on to {steps} needs its "
                         f"checkpoint {ckpt}, which is missing: ask for {done} steps or use another work folder")
     return False
+
+
+def stage_steps(folder: Path) -> int | None:
+    """The steps a finished stage recorded (None for a stage kept to be reused, or saved before steps were kept)."""
+    made = folder / STAGE_RECIPE
+    return read_json(made)["recipe"].get("steps") if made.is_file() else None
 
 
 def _without_steps(recipe: dict) -> dict:
