@@ -157,7 +157,7 @@ def finished(folder: Path, recipe: dict, steps: int | None = None, ckpt: Path | 
     kept their steps is trusted at any steps."""
     if not (folder / "config.json").is_file():
         return False
-    made = read_json(folder / STAGE_RECIPE)["recipe"] if (folder / STAGE_RECIPE).is_file() else None
+    made = recorded_recipe(folder)
     check_recipe(f"finished stage {folder}", None if made is None else _without_steps(made), recipe)
     done = (made or {}).get("steps")
     if steps is None or done is None or done == steps:
@@ -171,10 +171,15 @@ def finished(folder: Path, recipe: dict, steps: int | None = None, ckpt: Path | 
     return False
 
 
+def recorded_recipe(folder: Path) -> dict | None:
+    """The recipe (and steps, if kept) a finished stage recorded; None for one saved before recipes were kept."""
+    made = folder / STAGE_RECIPE
+    return read_json(made)["recipe"] if made.is_file() else None
+
+
 def stage_steps(folder: Path) -> int | None:
     """The steps a finished stage recorded (None for a stage kept to be reused, or saved before steps were kept)."""
-    made = folder / STAGE_RECIPE
-    return read_json(made)["recipe"].get("steps") if made.is_file() else None
+    return (recorded_recipe(folder) or {}).get("steps")
 
 
 def _without_steps(recipe: dict) -> dict:
