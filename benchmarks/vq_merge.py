@@ -19,8 +19,7 @@ import torch
 
 from styledrop import world
 from styledrop.eval_encoders import evaluate_tokenizer, load_vq_part
-from styledrop.io import read_json
-from styledrop.muse.pretrain import STAGE_RECIPE
+from styledrop.muse.pretrain import STAGE_RECIPE, recorded_recipe
 from styledrop.muse.train_vq import VQTrainConfig, merge_usage
 from styledrop.muse.vq import merge_codebook
 from styledrop.oracle import Oracles, to_tensor
@@ -44,7 +43,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     vq, oracles = load_vq_part(args.stages), Oracles.load()
-    made = read_json(args.stages / "vqvae" / STAGE_RECIPE)["recipe"]  # usage on pictures drawn as its data
+    made = recorded_recipe(args.stages / "vqvae")  # usage on pictures drawn as its data
+    if made is None:
+        raise SystemExit(f"{args.stages / 'vqvae'} records no recipe ({STAGE_RECIPE}): cannot draw its data")
     counts = merge_usage(vq, VQTrainConfig(**made))
     for k in [vq.codebook_size] + args.sizes:
         model = vq if k == vq.codebook_size else merge_codebook(vq, counts, k)

@@ -50,8 +50,8 @@ def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
     """The stage folders in ``reuse`` (``vqvae``, ``clip``) made under another recipe than ``recipes`` asks."""
     out = []
     for part, expected in recipes.items():
-        made = reuse / part / STAGE_RECIPE
-        if made.is_file() and _without_steps(read_json(made)["recipe"]) != expected:
+        made = recorded_recipe(reuse / part)
+        if made is not None and _without_steps(made) != expected:
             out.append(part)
     return out
 
@@ -72,8 +72,8 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
             shutil.copytree(reuse / source, work / part)
             copied.append(part)
     # a VQ to be merged may start from a finished VQ of the same recipe before merging
-    made, wanted = reuse / "vqvae" / STAGE_RECIPE, (recipes or {}).get(UNMERGED)
-    if "vqvae" in skip and wanted and made.is_file() and _without_steps(read_json(made)["recipe"]) == wanted \
+    made, wanted = recorded_recipe(reuse / "vqvae"), (recipes or {}).get(UNMERGED)
+    if "vqvae" in skip and wanted and made is not None and _without_steps(made) == wanted \
             and not (work / UNMERGED).exists():
         shutil.copytree(reuse / "vqvae", work / UNMERGED)
         copied.append(UNMERGED)
