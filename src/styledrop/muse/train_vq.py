@@ -61,11 +61,15 @@ def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.stack([img[p] for img, p in zip(x, choice)])
 
 
-def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None) -> TinyVQModel:
+def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None,
+             init: TinyVQModel | None = None) -> TinyVQModel:
+    """``init``: start from these weights (a further leg on a finished VQ whose optimiser state is gone)."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size,
                      levels=cfg.levels, num_res_blocks=cfg.num_res_blocks)
+    if init is not None:
+        vq.load_state_dict({k: v.float() for k, v in init.state_dict().items()})
     opt = torch.optim.AdamW(vq.parameters(), lr=cfg.lr, weight_decay=0.0)
     choices, space = world.pairs("pretrain"), world.choose_pairs("pretrain", world.SPACE)
     usage = torch.zeros(cfg.codebook_size)
