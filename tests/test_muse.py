@@ -284,8 +284,9 @@ def test_evaluate_base_and_bench_commands(cli, base):
     assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0
     assert r["train_flops_per_step"] > 0 and 0 < r["train_fraction_of_peak"] and r["peak_rss_mb"] > 10
     assert r["sampling_speedup"] > 0 and r["train_speedup"] > 0
+    assert r["pipeline_diffusers_s"] > 0 and r["pipeline_speedup"] > 0  # the real AmusedPipeline, same G
     # ours again with G compiled, against the same eager reference loops
-    assert r["compiled_sampling_speedup"] > 0 and r["compiled_train_speedup"] > 0
+    assert r["compiled_sampling_speedup"] > 0 and r["compiled_train_speedup"] > 0 and r["compiled_pipeline_speedup"] > 0
     assert 0 < r["compiled_train_fraction_of_peak"] and r["compiled_peak_rss_mb"] >= r["peak_rss_mb"]
 
 

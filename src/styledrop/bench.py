@@ -3,7 +3,7 @@
 The reference loops are written the way diffusers' own code does the same job, on the same model
 and settings: adapter training as ``examples/amused/train_amused.py`` (VQ-encode the images and
 run the text encoder at every step), sampling as ``AmusedPipeline`` (``AmusedScheduler.step`` and
-one transformer call per guidance branch).
+one transformer call per guidance branch). Plain CFG sampling is also timed against the real ``AmusedPipeline``.
 """
 
 from __future__ import annotations
@@ -129,6 +129,27 @@ def bench_guided_vs_reference(base, n: int = 16, steps: int = 12, repeats: int =
     return {"sampling_ours_s": ours, "sampling_reference_s": ref, "sampling_speedup": ref / ours}
 
 
+@torch.no_grad()
+def bench_pipeline(base, n: int = 16, steps: int = 12, repeats: int = 2, guidance: float = 2.0) -> dict:
+    """Our CFG sampler vs diffusers' own ``AmusedPipeline`` (tokens out, ``output_type="latent"``) on the same
+    G, text encoder and VQ, the same prompts, steps and guidance (its scale s is our λB = s - 1). Needs a base
+    loaded from a folder (the pipeline reads its scheduler there)."""
+    from diffusers import AmusedPipeline
+    if base.path is None:
+        return {}
+    pipe = AmusedPipeline.from_pretrained(base.path, transformer=base.transformer, vqvae=base.vq,
+                                          text_encoder=base.text_encoder, tokenizer=base.tokenizer)
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["a fish in neon glow style"] * n
+    cfg = SampleConfig(steps=steps, seed=0)
+    (ours, theirs), _ = _side_by_side(
+        lambda: decode_tokens(guided_logits_fn(base, prompts, lambda_b=guidance - 1), n, base.grid**2,
+                              base.mask_id, cfg),
+        lambda: pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, output_type="latent",
+                     generator=torch.Generator().manual_seed(0)).images, repeats=repeats)
+    return {"pipeline_ours_s": ours, "pipeline_diffusers_s": theirs, "pipeline_speedup": theirs / ours}
+
+
 def _matmul(size: int = 2048):
     """One fp32 matmul of two size x size matrices, and its FLOP count: this machine's matmul peak is
     the yardstick for training."""
@@ -189,11 +210,13 @@ def bench_all(base, n: int = 16, steps: int = 12, repeats: int = 2, batch: int =
     (``base.compile()``) against the same eager reference loops, under keys prefixed ``compiled_``."""
     out = bench_sampling(base, n, steps, repeats)
     out |= bench_guided_vs_reference(base, n, steps, repeats)
+    out |= bench_pipeline(base, n, steps, repeats)
     out |= bench_training(base, batch)
     out["peak_rss_mb"] = peak_rss_mb()
     if compiled:
         base.compile()
         c = bench_sampling(base, n, steps, repeats) | bench_guided_vs_reference(base, n, steps, repeats)
+        c |= bench_pipeline(base, n, steps, repeats)
         c |= bench_training(base, batch)
         c["peak_rss_mb"] = peak_rss_mb()  # compiling holds its own memory
         out |= {f"compiled_{k}": v for k, v in c.items() if k not in ("images", "steps", "threads", "train_batch")}

@@ -274,7 +274,8 @@ def bench(
                                  "(torch.compile) against the same eager reference loops."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Side by side in one run: sampling (CFG; batched vs separate guidance; vs an AmusedPipeline-style loop),
+    """Side by side in one run: sampling (CFG, also vs diffusers' AmusedPipeline; batched vs separate guidance;
+    vs an AmusedPipeline-style loop),
     adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's matmul peak), peak memory.
 
     Example: styledrop bench --json"""
@@ -292,6 +293,9 @@ def bench(
               f"= {r['guided_speedup']:.2f}x, same tokens: {r['guided_same_tokens']}")
     err.print(f"guided sampling vs AmusedPipeline-style loop: {r['sampling_ours_s']:.2f}s vs "
               f"{r['sampling_reference_s']:.2f}s = {r['sampling_speedup']:.2f}x")
+    if "pipeline_speedup" in r:
+        err.print(f"CFG sampling vs diffusers' AmusedPipeline (latent output, same G): {r['pipeline_ours_s']:.2f}s "
+                  f"vs {r['pipeline_diffusers_s']:.2f}s = {r['pipeline_speedup']:.2f}x")
     err.print(f"adapter training step (batch {batch}): {r['train_ours_s'] * 1000:.0f} ms vs train_amused-style "
               f"{r['train_reference_s'] * 1000:.0f} ms = {r['train_speedup']:.2f}x; "
               f"{r['train_flops_per_s'] / 1e9:.1f} GFLOP/s = {100 * r['train_fraction_of_peak']:.0f}% of the "
@@ -302,6 +306,7 @@ def bench(
         err.print(f"with G compiled (torch.compile; the reference loops stay eager): CFG "
                   f"{c['cfg_images_per_s']:.2f} images/s; batched vs separate {c['guided_speedup']:.2f}x; "
                   f"vs the AmusedPipeline-style loop {c['sampling_ours_s']:.2f}s vs {c['sampling_reference_s']:.2f}s "
-                  f"= {c['sampling_speedup']:.2f}x; training step {c['train_ours_s'] * 1000:.0f} ms vs "
+                  f"= {c['sampling_speedup']:.2f}x; vs AmusedPipeline {c.get('pipeline_speedup', float('nan')):.2f}x; "
+                  f"training step {c['train_ours_s'] * 1000:.0f} ms vs "
                   f"{c['train_reference_s'] * 1000:.0f} ms = {c['train_speedup']:.2f}x, "
                   f"{100 * c['train_fraction_of_peak']:.0f}% of the matmul peak; peak RSS {c['peak_rss_mb']:.0f} MB")
