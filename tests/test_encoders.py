@@ -42,6 +42,15 @@ def test_presets_name_the_recipes():
         PretrainConfig.preset("v9")
 
 
+def test_committed_stages_carry_the_v2_recipes_so_reuse_takes_them():
+    from pathlib import Path
+
+    from styledrop.muse.pretrain import recorded_recipe
+    stages, v2 = Path(__file__).parents[1] / "pretrained_stages", PretrainConfig.preset("v2")
+    assert recorded_recipe(stages / "vqvae") == v2.vq.recipe()
+    assert recorded_recipe(stages / "clip") == v2.clip.recipe()
+
+
 def test_evaluate_tokenizer_and_clip_on_stage_folders(cli, stages, tmp_path):
     from styledrop.world import grid
     code, out, err = cli("evaluate", "tokenizer", "--base", stages, "--n", 4, "--json")

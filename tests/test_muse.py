@@ -546,3 +546,18 @@ def test_more_vq_or_clip_steps_train_the_finished_stage_on_and_a_missing_checkpo
         with pytest.raises(UserError, match="checkpoint .* is missing"):
             run(stage, steps=steps + 2)
         assert weights.read_bytes() == before
+
+
+def test_vq_finetune_leg_trains_on_from_the_first_leg_and_resumes(tmp_path):
+    from styledrop.muse.train_vq import VQTrainConfig, train_vq
+    plain = VQTrainConfig(steps=2, batch=2, channels=8, codebook_size=32)
+    legs = VQTrainConfig(steps=2, batch=2, channels=8, codebook_size=32, finetune_steps=2, finetune_lr=1e-2)
+    assert "finetune_steps" not in plain.recipe() and legs.recipe()["finetune_lr"] == 1e-2
+    first = train_vq(plain, tmp_path / "a" / "vq.ckpt.safetensors")
+    both = train_vq(legs, tmp_path / "b" / "vq.ckpt.safetensors")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["vq.ckpt.safetensors",
+                                                                  "vq.finetune-after2.ckpt.safetensors"]
+    w = "codebook.weight"
+    assert not torch.equal(first.state_dict()[w], both.state_dict()[w])  # the second leg moved the weights
+    again = train_vq(legs, tmp_path / "b" / "vq.ckpt.safetensors")  # both legs done: read back, not retrained
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in both.state_dict().items())

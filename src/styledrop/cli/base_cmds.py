@@ -274,9 +274,9 @@ def bench(
                                  "(torch.compile) against the same eager reference loops."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Side by side in one run: sampling (CFG, also vs diffusers' AmusedPipeline; batched vs separate guidance;
-    vs an AmusedPipeline-style loop),
-    adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's matmul peak), peak memory.
+    """Side by side in one run: sampling (CFG vs diffusers' AmusedPipeline; batched vs separate guidance; vs an
+    AmusedPipeline-style loop), adapter training (vs a train_amused.py-style loop; FLOP/s vs this machine's
+    matmul peak), peak memory.
 
     Example: styledrop bench --json"""
     from ..bench import bench_all

@@ -32,6 +32,11 @@ class VQTrainConfig:
     # renders drawn as the training data (muse.vq.merge_codebook): 4096 -> 256 costs 2.5 dB (docs/experiments.md)
     merge: int = 0
     merge_pictures: int = 4000
+    # > 0: a second leg from the finished weights, a fresh optimiser at a lower lr on pictures of another seed;
+    # it won v2's last 0.1 dB on held-out styles (docs/experiments.md, "Tokenizer")
+    finetune_steps: int = 0
+    finetune_lr: float = 3e-4
+    finetune_seed: int = 3
 
     def __post_init__(self):
         if not 0 <= self.merge < self.codebook_size:
@@ -39,11 +44,13 @@ class VQTrainConfig:
                              f"codes (0 keeps them all), not {self.merge}")
 
     def recipe(self) -> dict:
-        """What makes a run (more steps may continue one); ``space``/``num_res_blocks``/``merge`` only when not
-        v1's."""
+        """What makes a run (more steps may continue one); ``space``/``num_res_blocks``/``merge``/``finetune_*``
+        only when not v1's."""
         r = {k: v for k, v in asdict(self).items() if k != "steps"}
         if not self.merge:
             r = {k: v for k, v in r.items() if k not in ("merge", "merge_pictures")}
+        if not self.finetune_steps:
+            r = {k: v for k, v in r.items() if not k.startswith("finetune_")}
         return {k: v for k, v in r.items() if not ((k == "space" and v == 0) or (k == "num_res_blocks" and v == 2))}
 
     def unmerged(self) -> "VQTrainConfig":
@@ -63,7 +70,18 @@ def _colour_shuffle(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None,
              init: TinyVQModel | None = None) -> TinyVQModel:
-    """``init``: start from these weights (a further leg on a finished VQ whose optimiser state is gone)."""
+    """``init``: start from these weights (a further leg on a finished VQ whose optimiser state is gone).
+    With ``cfg.finetune_steps`` the second leg follows, checkpointed beside ``ckpt`` so either leg resumes."""
+    vq = _train_leg(cfg, ckpt, progress, init)
+    if not cfg.finetune_steps:
+        return vq
+    leg = replace(cfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr, seed=cfg.finetune_seed, finetune_steps=0)
+    # named by the first leg's length: a longer first leg starts a fresh second one, not a stale one resumed
+    leg_ckpt = ckpt.with_name(ckpt.name.replace(".ckpt", f".finetune-after{cfg.steps}.ckpt")) if ckpt else None
+    return _train_leg(leg, leg_ckpt, progress, vq)
+
+
+def _train_leg(cfg: VQTrainConfig, ckpt: Path | None, progress, init: TinyVQModel | None) -> TinyVQModel:
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     vq = TinyVQModel(channels=cfg.channels, code_dim=cfg.code_dim, codebook_size=cfg.codebook_size,
