@@ -212,7 +212,8 @@ PRESETS = {
     # 16x16 tokens, a wider codec and 4x the codes, on half named styles / half style space; a CLIP with a CNN image
     # tower and a content-naming head, so that it sees shapes (style-space words as single tokens); G with one
     # transformer position per token: UVit2D's down/upsampling drew one blob for every object (docs/experiments.md)
-    "v2": PretrainConfig(vq=VQTrainConfig(steps=6000, levels=2, channels=64, codebook_size=4096, space=0.5),
+    "v2": PretrainConfig(vq=VQTrainConfig(steps=6000, levels=2, channels=64, codebook_size=4096, space=0.5,
+                                            finetune_steps=3000),
                          clip=ClipTrainConfig(steps=5000, space=0.5, content_only=0.4, tower="conv", content_head=1.0),
                          transformer=TransformerTrainConfig(steps=5000, batch=32, hidden=128, layers=4, channels=64,
                                                             downsample=False, space=0.5)),
