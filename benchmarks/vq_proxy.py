@@ -10,6 +10,7 @@ Prints JSON: the config, seconds per step, and PSNR / oracle scores on fresh ren
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,12 @@ def main():
         shape = {k: init.config[k] for k in shape}
     cfg = VQTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, space=args.space, seed=args.seed, **shape)
     t = time.time()
-    vq = train_vq(cfg, init=init)
+    def report(i, total, losses):  # a line every 100 steps on stderr, so a long run in the background shows where it is
+        if i % 100 == 0 or i == total:
+            line = " ".join(f"{k} {v:.4g}" for k, v in losses.items())
+            print(f"step {i}/{total} {line}", file=sys.stderr, flush=True)
+
+    vq = train_vq(cfg, progress=report, init=init)
     sec = (time.time() - t) / args.steps
     oracles = Oracles.load()
     out = {"config": cfg.recipe(), "steps": args.steps, "s_per_step": round(sec, 3),

@@ -561,3 +561,9 @@ def test_vq_finetune_leg_trains_on_from_the_first_leg_and_resumes(tmp_path):
     assert not torch.equal(first.state_dict()[w], both.state_dict()[w])  # the second leg moved the weights
     again = train_vq(legs, tmp_path / "b" / "vq.ckpt.safetensors")  # both legs done: read back, not retrained
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in both.state_dict().items())
+
+
+def test_pretrain_refuses_a_g_width_its_heads_cannot_split(cli, tmp_path):
+    code, _, err = cli("pretrain", "--g-hidden", 130, "--work", tmp_path / "w", "--out", tmp_path / "b")
+    assert code == 2 and "--g-hidden must be a multiple of G's 4 attention heads; got 130" in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "b").exists()
