@@ -554,7 +554,9 @@ def test_vq_finetune_leg_trains_on_from_the_first_leg_and_resumes(tmp_path):
     legs = VQTrainConfig(steps=2, batch=2, channels=8, codebook_size=32, finetune_steps=2, finetune_lr=1e-2)
     assert "finetune_steps" not in plain.recipe() and legs.recipe()["finetune_lr"] == 1e-2
     first = train_vq(plain, tmp_path / "a" / "vq.ckpt.safetensors")
-    both = train_vq(legs, tmp_path / "b" / "vq.ckpt.safetensors")
+    seen = []
+    both = train_vq(legs, tmp_path / "b" / "vq.ckpt.safetensors", lambda i, n, losses: seen.append((i, n)))
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]  # one count over both legs, for one progress bar
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["vq.ckpt.safetensors",
                                                                   "vq.finetune-after2.ckpt.safetensors"]
     w = "codebook.weight"

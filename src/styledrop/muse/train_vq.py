@@ -72,13 +72,17 @@ def train_vq(cfg: VQTrainConfig, ckpt: Path | None = None, progress=None,
              init: TinyVQModel | None = None) -> TinyVQModel:
     """``init``: start from these weights (a further leg on a finished VQ whose optimiser state is gone).
     With ``cfg.finetune_steps`` the second leg follows, checkpointed beside ``ckpt`` so either leg resumes."""
-    vq = _train_leg(cfg, ckpt, progress, init)
     if not cfg.finetune_steps:
-        return vq
+        return _train_leg(cfg, ckpt, progress, init)
+    total = cfg.steps + cfg.finetune_steps  # one progress count over both legs
+
+    def counted(offset):
+        return (lambda i, n, losses: progress(offset + i, total, losses)) if progress else None
+    vq = _train_leg(cfg, ckpt, counted(0), init)
     leg = replace(cfg, steps=cfg.finetune_steps, lr=cfg.finetune_lr, seed=cfg.finetune_seed, finetune_steps=0)
     # named by the first leg's length: a longer first leg starts a fresh second one, not a stale one resumed
     leg_ckpt = ckpt.with_name(ckpt.name.replace(".ckpt", f".finetune-after{cfg.steps}.ckpt")) if ckpt else None
-    return _train_leg(leg, leg_ckpt, progress, vq)
+    return _train_leg(leg, leg_ckpt, counted(cfg.steps), vq)
 
 
 def _train_leg(cfg: VQTrainConfig, ckpt: Path | None, progress, init: TinyVQModel | None) -> TinyVQModel:
