@@ -134,9 +134,9 @@ def bench_pipeline(base, n: int = 16, steps: int = 12, repeats: int = 2, guidanc
     """Our CFG sampler vs diffusers' own ``AmusedPipeline`` (tokens out, ``output_type="latent"``) on the same
     G, text encoder and VQ, the same prompts, steps and guidance (its scale s is our λB = s - 1). Needs a base
     loaded from a folder (the pipeline reads its scheduler there)."""
-    from diffusers import AmusedPipeline
     if base.path is None:
         return {}
+    from diffusers import AmusedPipeline
     pipe = AmusedPipeline.from_pretrained(base.path, transformer=base.transformer, vqvae=base.vq,
                                           text_encoder=base.text_encoder, tokenizer=base.tokenizer)
     pipe.set_progress_bar_config(disable=True)

@@ -93,8 +93,8 @@ def pretrain(
     g_space: float = typer.Option(None, min=0.0, max=1.0,
                                   help="Fraction of G's images from the style space, captioned by their look "
                                        "(default: the recipe's; v1 0, v2 0.5)."),
-    g_hidden: int = typer.Option(None, min=4, help="G's width (default: the recipe's, 128); a multiple of its 4 "
-                                 "attention heads. A wider G is for a GPU (--device cuda)."),
+    g_hidden: int = typer.Option(None, min=4, help="G's width (default: the recipe's, 128); a multiple of its "
+                                 "attention heads (4). A wider G is for a GPU (--device cuda)."),
     g_layers: int = typer.Option(None, min=1, help="G's transformer layers (default: the recipe's, 4)."),
     recipe: str = typer.Option("v1", help="v1: the shipped base; v2: VQ and CLIP that have seen the style space "
                                           "(pretrained_stages/ holds its finished stages)."),
@@ -137,11 +137,13 @@ def pretrain(
             cfg = replace(cfg, vq=replace(cfg.vq, merge=vq_merge))
         except ValueError as e:
             fail(f"--vq-merge: {e}")
-    if g_hidden is not None and g_hidden % 4:
-        fail(f"--g-hidden must be a multiple of G's 4 attention heads; got {g_hidden}")
-    sizes = {k: v for k, v in (("hidden", g_hidden), ("layers", g_layers)) if v is not None}
-    if sizes:
-        cfg = replace(cfg, transformer=replace(cfg.transformer, **sizes))
+    if g_hidden is not None:
+        try:
+            cfg = replace(cfg, transformer=replace(cfg.transformer, hidden=g_hidden))
+        except ValueError as e:
+            fail(f"--g-hidden {e}")
+    if g_layers is not None:
+        cfg = replace(cfg, transformer=replace(cfg.transformer, layers=g_layers))
     if g_varied:
         cfg = replace(cfg, transformer=replace(cfg.transformer, varied=g_varied))
     if g_space is not None:

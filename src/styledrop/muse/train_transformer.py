@@ -55,6 +55,10 @@ class TransformerTrainConfig:
     # only the layout predicts it (1 = token by token, v1)
     mask_block: int = 1
 
+    def __post_init__(self):
+        if self.hidden % tr.HEADS:
+            raise ValueError(f"must be a multiple of G's {tr.HEADS} attention heads; got {self.hidden}")
+
     def recipe(self) -> dict:
         """What makes a run of G (more steps may continue one), as its checkpoint records it."""
         return _if_used({k: v for k, v in asdict(self).items() if k != "steps"})

@@ -56,6 +56,9 @@ def init_from_codebook(model: UVit2DModel, codes: torch.Tensor, seed: int = 0) -
     return model
 
 
+HEADS = 4  # attention heads of the tiny G: its width must split evenly among them
+
+
 def tiny_config(*, codebook_size: int, text_hidden: int, text_proj: int, hidden: int = 256, layers: int = 6,
                 channels: int = 128, downsample: bool = True, grid: int = 16) -> dict:
     """A small UVit2DModel for a ``grid`` x ``grid`` token image: downsample/upsample around the transformer
@@ -66,7 +69,7 @@ def tiny_config(*, codebook_size: int, text_hidden: int, text_proj: int, hidden:
         encoder_hidden_size=text_hidden, vocab_size=codebook_size + 1, codebook_size=codebook_size,
         in_channels=channels, block_out_channels=channels, num_res_blocks=1, downsample=downsample,
         upsample=downsample,
-        block_num_heads=4, num_hidden_layers=layers, num_attention_heads=4, attention_dropout=0.0,
+        block_num_heads=HEADS, num_hidden_layers=layers, num_attention_heads=HEADS, attention_dropout=0.0,
         intermediate_size=hidden * 4, layer_norm_eps=1e-6, ln_elementwise_affine=True, sample_size=grid,
     )
 
