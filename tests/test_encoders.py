@@ -38,7 +38,7 @@ def test_presets_name_the_recipes():
     assert PretrainConfig.preset("v1") == PretrainConfig()
     v2 = PretrainConfig.preset("v2")
     assert v2.vq.space > 0 and v2.clip.space > 0 and v2.vq.levels == 2  # 16x16 tokens
-    with pytest.raises(ValueError, match="unknown recipe 'v9'; expected one of v1, v2"):
+    with pytest.raises(ValueError, match="unknown recipe 'v9'; expected one of v1, v2, v3"):
         PretrainConfig.preset("v9")
 
 
@@ -49,6 +49,8 @@ def test_committed_stages_carry_the_v2_recipes_so_reuse_takes_them():
     stages, v2 = Path(__file__).parents[1] / "pretrained_stages", PretrainConfig.preset("v2")
     assert recorded_recipe(stages / "vqvae") == v2.vq.recipe()
     assert recorded_recipe(stages / "clip") == v2.clip.recipe()
+    # v3's merged VQ, made once from v2's: pretrain --recipe v3 --reuse pretrained_stages copies it as it is
+    assert recorded_recipe(stages / "vqvae_256") == PretrainConfig.preset("v3").vq.recipe()
 
 
 def test_evaluate_tokenizer_and_clip_on_stage_folders(cli, stages, tmp_path):

@@ -96,6 +96,14 @@ def test_pretrain_merges_a_finished_vq_without_training_it_again(tmp_path):
     pretrain(merged_cfg, tmp_path / "unused", work, only="vq")  # finished: nothing to do
     assert torch.equal(TinyVQModel.from_pretrained(work / "vqvae").codebook.weight, vq.codebook.weight)
 
+    # a merged VQ kept beside the unmerged one (pretrained_stages/vqvae_256) is taken as it is, not merged again
+    save_stage(vq, stages / "vqvae_4", merged_cfg.vq.recipe())
+    again = tmp_path / "again"
+    assert seed_work(again, stages, recipes) == ["vqvae"]
+    assert torch.equal(TinyVQModel.from_pretrained(again / "vqvae").codebook.weight, vq.codebook.weight)
+    assert seed_work(tmp_path / "unmerged", stages, {"vqvae": TINY.vq.recipe()}) == ["vqvae"]  # no merge asked
+    assert TinyVQModel.from_pretrained(tmp_path / "unmerged" / "vqvae").codebook_size == TINY.vq.codebook_size
+
 
 def test_pretrain_refuses_a_merge_it_cannot_do(cli, tmp_path):
     code, _, err = cli("pretrain", "--vq-merge", 1024, "--work", tmp_path / "w", "--out", tmp_path / "b")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +35,8 @@ class PretrainConfig:
 
     @classmethod
     def preset(cls, name: str) -> "PretrainConfig":
-        """``v1``: the shipped base; ``v2``: encoders that have seen the style space (pretrained_stages/)."""
+        """``v1``: the shipped base; ``v2``: encoders that have seen the style space (pretrained_stages/);
+        ``v3``: v2's encoders, the VQ merged into 256 codes, and G trained for 16500 steps."""
         if name not in PRESETS:
             raise ValueError(f"unknown recipe {name!r}; expected one of {', '.join(PRESETS)}")
         return PRESETS[name]
@@ -50,10 +51,20 @@ def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
     """The stage folders in ``reuse`` (``vqvae``, ``clip``) made under another recipe than ``recipes`` asks."""
     out = []
     for part, expected in recipes.items():
-        made = recorded_recipe(reuse / part)
+        made = recorded_recipe(vq_source(reuse, recipes) if part == "vqvae" else reuse / part)
         if made is not None and _without_steps(made) != expected:
             out.append(part)
     return out
+
+
+def vq_source(reuse: Path, recipes: dict[str, dict]) -> Path:
+    """``reuse``'s VQ: ``vqvae_<N>/`` when the recipe merges the codebook into N codes and that folder was made under
+    it (pretrained_stages/vqvae_256: the merge done once, so every machine's G sees the same tokens), else ``vqvae/``."""
+    merge = (recipes.get("vqvae") or {}).get("merge")
+    made = recorded_recipe(reuse / f"vqvae_{merge}") if merge else None
+    if made is not None and _without_steps(made) == recipes["vqvae"]:
+        return reuse / f"vqvae_{merge}"
+    return reuse / "vqvae"
 
 
 def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -> list[str]:
@@ -65,7 +76,8 @@ def seed_work(work: Path, reuse: Path, recipes: dict[str, dict] | None = None) -
     skip = set(other_recipes(reuse, recipes or {}))
     skip |= {"tokenizer"} if "clip" in skip else set()  # a CLIP's tokenizer goes with it
     copied = []
-    for part, source in (("vqvae", "vqvae"), ("tokenizer", "tokenizer"), ("clip", "clip"), ("clip", "clip_scorer")):
+    vq = vq_source(reuse, recipes or {}).name
+    for part, source in (("vqvae", vq), ("tokenizer", "tokenizer"), ("clip", "clip"), ("clip", "clip_scorer")):
         if part in skip:
             continue
         if (reuse / source).is_dir() and not (work / part).exists():
@@ -218,3 +230,7 @@ PRESETS = {
                          transformer=TransformerTrainConfig(steps=5000, batch=32, hidden=128, layers=4, channels=64,
                                                             downsample=False, space=0.5)),
 }
+# v3: v2's encoders with the VQ's codebook merged into 256 codes (fewer, easier tokens for G) and v2's G trained for
+# 16500 steps under one cosine schedule (v2's 16500-step G was five cosine legs; docs/experiments.md)
+PRESETS["v3"] = PretrainConfig(vq=replace(PRESETS["v2"].vq, merge=256), clip=PRESETS["v2"].clip,
+                               transformer=replace(PRESETS["v2"].transformer, steps=16500))
