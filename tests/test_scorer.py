@@ -1,7 +1,7 @@
 """--scorer: a real transformers CLIPModel folder (tiny and random here, at 224 px) scores pictures on any base."""
 
+import io
 import json
-import time
 
 import numpy as np
 import pytest
@@ -190,11 +190,11 @@ def test_the_studio_ticks_the_best_of_each_batch_by_clip(amused, scorer_dir, tmp
         client = TestClient(create_app(studio), base_url=origin, headers={"Origin": origin})
         assert client.get("/api/status").json()["scorer"] == (scorer.name if scorer else None)
         pic = np.full((32, 32, 3), COLOURS["red"], np.uint8)
-        studio.references = [pic]
-        studio.start_training("in red style", steps=2)
-        while studio.job.state == "running":
-            time.sleep(0.05)
-        assert studio.job.state == "done", studio.job.error
+        buf = io.BytesIO()
+        Image.fromarray(pic).save(buf, "PNG")
+        assert client.post("/api/uploads/references", files=[("files", ("red.png", buf.getvalue(), "image/png"))]
+                           ).status_code == 200
+        studio.start_training("in red style", steps=2).wait(120)  # raises the training's error, if any
         first = client.post("/api/generate", json={"prompt": "a red picture", "n": 3}).json()["images"]
         second = client.post("/api/generate", json={"prompt": "a blue picture", "n": 2, "seed": 5}).json()["images"]
         r = client.post("/api/picks/clip")

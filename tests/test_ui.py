@@ -41,9 +41,9 @@ def _client(studio, **kw):
 def _wait_job(client, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
-        job = client.get("/api/status").json()["job"]
-        if job["state"] != "running":
-            return job
+        s = client.get("/api/status").json()
+        if not s["running"] and not s["queue"]:
+            return s["job"]
         time.sleep(0.05)
     raise AssertionError("training did not finish")
 
@@ -60,12 +60,12 @@ def test_workflow_over_http(base, tmp_path):
     assert r.status_code == 400 and "notes.txt" in r.json()["error"]
     r = client.post("/api/uploads/references", files=[("files", ("ok.png", _png(), "image/png")),
                                               ("files", ("bad.png", b"\x89PNG broken", "image/png"))])
-    assert r.status_code == 400 and studio.references == []
+    assert r.status_code == 400 and studio.status()["references"] == []
     # a grey 100x100 image is converted and resized, with notes
     r = client.post("/api/uploads/references", files=[("files", ("ref.png", _png(100, "L"), "image/png"))])
     assert r.status_code == 200 and r.json()["count"] == 1
     assert any("resized" in n for n in r.json()["notes"]) and any("converted L" in n for n in r.json()["notes"])
-    assert client.get("/api/uploads/references/0.png").headers["content-type"] == "image/png"
+    assert client.get(client.get("/api/status").json()["references"][0]).headers["content-type"] == "image/png"
 
     assert client.post("/api/generate", json={"prompt": "a boat"}).status_code == 400  # no adapter yet
     assert client.post("/api/train", json={"descriptor": " ", "steps": 3}).status_code == 400
@@ -93,19 +93,26 @@ def test_workflow_over_http(base, tmp_path):
     assert meta["train"]["round"] == 2 and meta["train"]["images"] == 3 and meta["style"] == "in pop art style"
 
 
-def test_second_training_is_refused_while_one_runs(base, tmp_path):
+def test_a_second_training_and_a_generation_wait_their_turn(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
     client = _client(studio)
     client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
-    first = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 100})
+    first = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 60})
     assert first.status_code == 202
     second = client.post("/api/train", json={"descriptor": "in lava style", "steps": 3})
-    assert second.status_code == 409 and "busy: round 1 is training (step" in second.json()["error"]
-    busy = client.post("/api/generate", json={"prompt": "a boat"})
-    assert busy.status_code in (400, 409)  # no adapter yet, or busy: never runs into the training
+    assert second.status_code == 202 and second.json()["job"]["state"] == "queued"
+    s = client.get("/api/status").json()
+    assert s["queue"][-1]["kind"] == "round 1" and s["queue"][-1]["position"] >= 1
+    assert s["busy"].startswith("round 1 is training")
+    # a generation asked while round 1 trains waits for it, then draws in the style of the latest round 1
+    r = client.post("/api/generate", json={"prompt": "a boat", "n": 2})
+    assert r.status_code == 200 and len(r.json()["images"]) == 2
     job = _wait_job(client)
-    assert job["state"] == "done" and job["total"] == 100
-    assert adapters.load(studio.adapter_file, base)[1]["style"] == "in pop art style"
+    assert job["state"] == "done" and job["total"] == 3
+    assert adapters.load(studio.adapter_file()[0], base)[1]["style"] == "in lava style"
+    trainings = client.get("/api/status").json()["trainings"]
+    assert [(t["state"], t["total"]) for t in trainings] == [("done", 60), ("done", 3)]
+    assert trainings[0]["file"] != trainings[1]["file"]  # the second round 1 did not overwrite the first
 
 
 def test_subject_tab_over_http(base, tmp_path):

@@ -21,10 +21,11 @@ from .tiny import tiny_base
 
 ORIGIN = "http://127.0.0.1:7860"
 ENDPOINTS = [("GET", "/"), ("GET", "/api/status"), ("GET", "/api/state"), ("GET", "/api/adapter"),
-             ("GET", "/api/images/0.png"), ("GET", "/api/uploads/references/0.png"),
+             ("GET", "/api/files/images/0.png"), ("GET", "/api/files/references/0.png"), ("GET", "/static/page.js"),
              ("POST", "/api/uploads/references"), ("DELETE", "/api/uploads/references"), ("POST", "/api/train"),
              ("POST", "/api/round2"), ("POST", "/api/train-subject"), ("POST", "/api/generate"),
-             ("POST", "/api/cancel"), ("POST", "/api/picks")]
+             ("POST", "/api/cancel"), ("POST", "/api/picks"), ("POST", "/api/restart"), ("POST", "/api/runs"),
+             ("POST", "/api/runs/open")]
 CHANGES = [(m, p) for m, p in ENDPOINTS if m != "GET"]
 
 
@@ -46,11 +47,11 @@ def _client(studio, **kw):
 def _wait(client, timeout=120):
     end = time.time() + timeout
     while time.time() < end:
-        job = client.get("/api/status").json()["job"]
-        if job and job["state"] != "running":
-            return job
+        s = client.get("/api/status").json()
+        if not s["running"] and not s["queue"]:
+            return s["job"]
         time.sleep(0.05)
-    raise AssertionError("training did not finish")
+    raise AssertionError("the queue did not empty")
 
 
 def test_foreign_hosts_and_origins_are_refused_everywhere(base, tmp_path):
@@ -83,7 +84,7 @@ def test_bounds_and_errors_in_words(base, tmp_path):
     r = client.post("/api/uploads/references", files=[("files", ("huge.png", big.getvalue(), "image/png"))])
     assert r.status_code == 400 and "5000x5000" in r.json()["error"] and "4096x4096" in r.json()["error"]
     r = client.post("/api/uploads/references", files=[("files", (f"{i}.png", _png(), "image/png")) for i in range(17)])
-    assert r.status_code == 400 and "at most 16" in r.json()["error"] and studio.references == []
+    assert r.status_code == 400 and "at most 16" in r.json()["error"] and studio.status()["references"] == []
     r = client.post("/api/uploads/references", content=b"x" * 10,
                     headers={"Content-Length": str(MAX_UPLOAD_BYTES + 1), "Content-Type": "multipart/form-data"})
     assert r.status_code == 413 and "MB" in r.json()["error"]
@@ -101,6 +102,22 @@ def test_bounds_and_errors_in_words(base, tmp_path):
     r = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 2.5})
     assert r.status_code == 400 and r.json()["error"].startswith("steps:")
 
+    # JSON bodies are capped at 64 KB, with or without a Content-Length; uploads at 32 MB, also when streamed
+    r = client.post("/api/picks", content=json.dumps({"ids": [1] * 40000}), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "JSON body over 64 KB" in r.json()["error"]
+    chunks = (b"x" * 2**14 for _ in range(8))  # a generator: sent chunked, with no Content-Length
+    r = client.post("/api/picks", content=chunks, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "64 KB" in r.json()["error"]
+    chunks = (b"x" * 2**20 for _ in range(MAX_UPLOAD_BYTES // 2**20 + 1))
+    r = client.post("/api/uploads/references", content=chunks,
+                    headers={"Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413 and "upload over 32 MB" in r.json()["error"]
+    tiff = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(tiff, "TIFF")
+    r = client.post("/api/uploads/references", files=[("files", ("scan.tif", tiff.getvalue(), "image/tiff"))])
+    assert r.status_code == 400 and "TIFF" in r.json()["error"] and "PNG, JPEG, WebP, GIF or BMP" in r.json()["error"]
+    assert len(studio.status()["references"]) == 1  # only the 100x100 PNG above
+
 
 def test_state_survives_a_reload_and_training_can_be_cancelled(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
@@ -117,19 +134,52 @@ def test_state_survives_a_reload_and_training_can_be_cancelled(base, tmp_path):
     assert state["descriptor"] == "in pop art style" and state["content"] == "a fish" and state["picks"] == [1, 2]
     assert [(i["prompt"], i["round"], i["seed"], i["batch"]) for i in state["images"]] == [
         ("a boat", 1, 5, 1), ("a boat", 1, 6, 1), ("a cat", 1, 9, 2)]
-    meta = adapters.load(studio.adapter_file, base)[1]
+    meta = adapters.load(studio.adapter_file()[0], base)[1]
     assert "base_path" not in meta and meta["base_name"] == base.path.name and str(tmp_path) not in json.dumps(meta)
 
-    before = studio.adapter_file.read_bytes()
+    # a ticked picture gone from disk: round 2 says which, in words (it was a plain-text 500)
+    (studio.dir / "images" / "2.png").unlink()
+    r = client.post("/api/round2", json={"ids": [2], "steps": 2})
+    assert r.status_code == 400 and "ticked picture #2 images/2.png is missing" in r.json()["error"]
+
+    before = studio.adapter_file()[0].read_bytes()
     assert client.post("/api/train", json={"descriptor": "in lava style", "steps": 5000}).status_code == 202
-    busy = client.post("/api/generate", json={"prompt": "a boat"})
-    assert busy.status_code == 409 and busy.json()["error"].startswith("busy: round 1 is training")
-    assert client.get("/api/status").json()["busy"].startswith("round 1 is training")
+    end = time.time() + 30
+    while not (client.get("/api/status").json()["busy"] or "").startswith("round 1 is training") and time.time() < end:
+        time.sleep(0.02)
     assert client.post("/api/cancel").status_code == 200
     job = _wait(client)
     assert job["state"] == "cancelled" and job["step"] < 5000
-    assert studio.adapter_file.read_bytes() == before and client.get("/api/status").json()["busy"] is None
+    assert studio.adapter_file()[0].read_bytes() == before and client.get("/api/status").json()["busy"] is None
     assert client.post("/api/cancel").status_code == 400  # nothing to cancel
+
+    # Clear deletes the files it clears; a new upload gets a new name, never an old one
+    first = client.get("/api/status").json()["references"][0]
+    assert client.delete("/api/uploads/references").status_code == 200
+    assert not (studio.dir / "references" / "0.png").exists() and client.get(first).status_code == 404
+    client.post("/api/uploads/references", files=[("files", ("again.png", _png(), "image/png"))])
+    assert client.get("/api/status").json()["references"] == ["/api/files/references/1.png"]
+
+
+def test_a_full_queue_refuses_in_words_and_waiting_jobs_can_be_cancelled(base, tmp_path):
+    studio = Studio(base, tmp_path / "ui", queue_limit=2)
+    client = _client(studio)
+    client.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
+    assert client.post("/api/train", json={"descriptor": "in pop art style", "steps": 5000}).status_code == 202
+    end = time.time() + 30
+    while not client.get("/api/status").json()["running"] and time.time() < end:
+        time.sleep(0.02)
+    for _ in range(2):  # the first runs, two wait
+        assert client.post("/api/train", json={"descriptor": "in pop art style", "steps": 5000}).status_code == 202
+    r = client.post("/api/train", json={"descriptor": "in pop art style", "steps": 5000})
+    assert r.status_code == 429 and "queue full" in r.json()["error"] and "at most 2" in r.json()["error"]
+    s = client.get("/api/status").json()
+    assert [q["position"] for q in s["queue"]] == [1, 2]
+    for q in s["queue"]:
+        assert client.post("/api/cancel", json={"id": q["id"]}).json()["job"]["state"] == "cancelled"
+    client.post("/api/cancel")
+    assert _wait(client)["state"] == "cancelled"
+    assert [t["state"] for t in client.get("/api/status").json()["trainings"]][-2:] == ["cancelled", "cancelled"]
 
 
 def _free_port() -> int:
@@ -185,6 +235,61 @@ def test_fifty_concurrent_mixed_requests_on_loopback(base, tmp_path):
         thread.join(10)
 
 
+def test_fifty_generations_ten_at_a_time_all_arrive_while_status_stays_fast(base, tmp_path):
+    import httpx
+    import uvicorn
+    port = _free_port()
+    studio = Studio(base, tmp_path / "ui")
+    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    while not server.started:
+        time.sleep(0.05)
+    latencies, stop = [], threading.Event()
+
+    def watch():  # a second tab polling the status the whole time
+        with httpx.Client(base_url=url, timeout=30) as c:
+            while not stop.is_set():
+                t = time.perf_counter()
+                assert c.get("/api/status").status_code == 200
+                latencies.append(time.perf_counter() - t)
+                time.sleep(0.02)
+
+    def generate(k):
+        with httpx.Client(base_url=url, headers={"Origin": url}, timeout=300) as c:
+            return c.post("/api/generate", json={"prompt": f"a boat {k}", "n": 1, "seed": k})
+
+    try:
+        with httpx.Client(base_url=url, headers={"Origin": url}, timeout=60) as c:
+            c.post("/api/uploads/references", files=[("files", ("ref.png", _png(), "image/png"))])
+            assert c.post("/api/train", json={"descriptor": "in pop art style", "steps": 2}).status_code == 202
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with cf.ThreadPoolExecutor(10) as pool:  # 10 at a time; the first ones wait behind the training
+            responses = list(pool.map(generate, range(50)))
+        stop.set()
+        watcher.join(30)
+        assert [r.status_code for r in responses] == [200] * 50, [r.text[:100] for r in responses if r.is_error]
+        made = [r.json()["images"][0] for r in responses]
+        assert sorted(im["seed"] for im in made) == list(range(50)) and len({im["id"] for im in made}) == 50
+        assert [im["prompt"] for im in made] == [f"a boat {k}" for k in range(50)]  # each got its own pictures
+        assert len(studio.state_view()["images"]) == 50  # none lost, none doubled
+        s = httpx.get(url + "/api/status").json()
+        assert s["running"] is None and s["queue"] == [] and s["busy"] is None
+        latencies.sort()
+        assert len(latencies) > 20 and latencies[len(latencies) // 2] < 0.25 and latencies[-1] < 2.0, latencies[-5:]
+        print(f"status while 50 generations queued: median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+              f"max {latencies[-1] * 1000:.0f} ms over {len(latencies)} polls")
+    finally:
+        stop.set()
+        server.should_exit = True
+        thread.join(10)
+        studio.shutdown()
+    studio.queue._worker.join(10)
+    assert not studio.queue._worker.is_alive()  # nothing left running after
+
+
 def test_restyle_over_http(base, tmp_path):
     studio = Studio(base, tmp_path / "ui")
     client = _client(studio)
@@ -197,7 +302,7 @@ def test_restyle_over_http(base, tmp_path):
     assert r.status_code == 200, r.text
     body = r.json()
     assert [(i["seed"], i["strength"]) for i in body["images"]] == [(3, 0.5), (4, 0.5)]
-    assert client.get(body["input"]).headers["content-type"] == "image/png"
+    assert client.get(body["input"]).headers["content-type"] == "image/png" and "/restyle/" in body["input"]
     for strength in ("0", "1.5", "nan"):
         r = client.post("/api/restyle", files=[pic], data={"strength": strength})
         assert r.status_code == 400 and "strength must be in (0, 1]" in r.json()["error"], strength

@@ -87,6 +87,9 @@ MAX_SIDE = 4096
 MAX_PIXELS = MAX_SIDE * MAX_SIDE  # a 12000x12000 PNG of 446 KB would take 560 MB to decode
 
 
+READABLE = {"PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP"}  # MPO: a JPEG from a camera, with a second frame
+
+
 def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[str]]:
     """Like :func:`load_image`, from bytes or an open binary file; ``label`` names it in errors."""
     if isinstance(source, (bytes, bytearray)):
@@ -96,6 +99,9 @@ def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[s
             if im.size[0] * im.size[1] > MAX_PIXELS:  # refused from the header, before decoding a single pixel
                 raise UserError(f"image {label} is {im.size[0]}x{im.size[1]} pixels; at most "
                                 f"{MAX_SIDE}x{MAX_SIDE} ({MAX_PIXELS / 1e6:.1f} MP) are read")
+            if im.format not in READABLE:  # Pillow reads more (TIFF, ICO, PSD, ...); we promise these
+                raise UserError(f"cannot read image {label}: it is a {im.format} picture; expected "
+                                f"PNG, JPEG, WebP, GIF or BMP")
             im.load()
             notes = []
             if im.mode != "RGB":

@@ -15,7 +15,8 @@ from .common import app, err, fail
 def ui(
     host: str = typer.Option("127.0.0.1", help="Address to bind; the default is reachable from this machine only."),
     port: int = typer.Option(7860, help="Port."),
-    workdir: Path = typer.Option(Path("runs/ui"), help="Folder for uploads, generated images and adapters."),
+    workdir: Path = typer.Option(Path("runs/ui"), help="Folder of the studio's runs (runs/<start time>/: uploads, "
+                                 "pictures, adapters, state.json); the last one is continued."),
     adapter: str = typer.Option("bottleneck", help="Adapter kind to train: bottleneck | shared | lora | token."),
     scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP + " The studio shows each picture's CLIP-T and "
                                           "can tick the best of each batch."),
@@ -36,8 +37,11 @@ def ui(
         fail(f"port must be in 1..65535, got {port}")
     from ..scorer import resolve
     model = load_base(base, device, dtype)
-    studio = Studio(model, workdir, adapter, scorer=resolve(model, scorer))
+    studio = Studio(model, workdir, adapter, scorer=resolve(model, scorer), log=err.print)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
-    err.print(f"styledrop ui on http://{host}:{port} (work folder {workdir})")
-    uvicorn.run(create_app(studio, host), host=host, port=port, log_level="warning")
+    err.print(f"styledrop ui on http://{host}:{port} (run {studio.dir}; earlier runs are listed on the page)")
+    try:
+        uvicorn.run(create_app(studio, host), host=host, port=port, log_level="warning")
+    finally:  # Ctrl-C or TERM: a training cut off is marked interrupted, with its last step, and can be restarted
+        studio.shutdown()

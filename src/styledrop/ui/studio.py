@@ -1,16 +1,16 @@
 """The workflow behind the web UI, with no web in it: references -> train -> generate -> tick -> round 2.
 
-One ``Studio`` per server. G is shared by everything (an adapter attaches hooks to it), so one
-lock guards the model: a second training, or a generation while a training runs, is refused
-with ``Busy`` instead of waiting or corrupting the run. Training runs in a thread so the page
-can poll its progress; every finished round is saved as its own adapter file.
+One ``Studio`` per server. Its work lives in a run folder (``runs.py``) whose state is saved after every change
+and read back on start, so a restart keeps everything; a training cut off by a stop or a crash is marked
+"interrupted" with its last step and can be started again. Trainings and generations wait their turn in one
+queue (``jobs.py``), whose worker alone touches the model.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,62 +22,106 @@ from ..io import UserError, decode_image, save_png
 from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
 from ..muse.text import short
 from ..train import TrainConfig, caption_for, train_adapter
+from . import runs
+from .jobs import Cancelled, Job, JobQueue
 
 MAX_REFERENCES = 16
 MAX_IMAGES_PER_CALL = 64
-
-
-class Busy(UserError):
-    """The model is in use by a training; the caller should retry later."""
-
-
-class Cancelled(Exception):
-    """Raised inside a training's progress callback when the user cancels it."""
-
-
-@dataclass
-class Job:
-    kind: str  # "round 1", "round 2", ..., "subject"
-    total: int
-    step: int = 0
-    loss: float | None = None
-    state: str = "running"  # running | done | failed | cancelled
-    error: str | None = None
-    started: float = field(default_factory=time.time)
-    cancel: bool = False  # asked to stop; the training thread stops at its next step
-
-    def public(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "cancel"}
-
-    def doing(self) -> str:
-        return f"{self.kind} is training (step {self.step}/{self.total})"
+MAX_WAITING = 32  # jobs in the queue besides the running one
+SAVE_EVERY = 1.0  # seconds between state saves during a training (its last step survives a crash)
 
 
 class Studio:
     def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8,
-                 lr: float = TrainConfig.lr, scorer=None):
-        self.base, self.dir = base, Path(workdir)
+                 lr: float = TrainConfig.lr, scorer=None, queue_limit: int = MAX_WAITING, log=None):
+        self.base, self.workdir = base, Path(workdir)
         self.scorer = scorer  # scores each generated picture against its prompt (CLIP-T), for ticking by CLIP
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.adapter_cfg = adapters.AdapterConfig(adapter_kind, 4 if adapter_kind == "lora" else 8)
         self.batch, self.lr = batch, lr
-        self.references: list[np.ndarray] = []
-        self.descriptor = ""
-        self.content = ""
-        self.adapter = None
-        self.adapter_file: Path | None = None
-        self.round = 0
-        self.rounds: dict[int, tuple] = {}  # round -> (adapter, file): any round's style can be sampled
-        self.subject_images: list[np.ndarray] = []
-        self.subject = None
-        self.subject_caption = ""
-        self.images: list[dict] = []  # every generated image: {"id", "prompt", "file", "round", "seed", "batch"}
-        self.picks: list[int] = []  # the ticked images, held here so a reload keeps them
-        self.batches = 0
-        self.job: Job | None = None
-        self._model = threading.Lock()  # G + attached adapter: one user at a time
-        self._state = threading.Lock()  # short critical sections on the lists above
+        self.log = log or (lambda message: None)
+        self._state = threading.RLock()  # the run's state and files
         self._decode = threading.Semaphore(1)  # one upload decoded at a time: parallel uploads cannot pile up memory
+        self._pace = {"step": None, "image": None}  # measured seconds per training step / generated picture
+        self._last_save = 0.0
+        self.queue = JobQueue(queue_limit, self._changed)
+        existing = runs.listing(self.workdir)
+        try:
+            self.open_run(existing[0]["id"]) if existing else self.new_run()
+        except UserError as e:  # the last run cannot be continued here (another base, a missing adapter)
+            self.log(f"not continuing the last studio run: {e}; starting a new one")
+            self.new_run()
+
+    # runs -------------------------------------------------------------------------------------
+    def _settings(self) -> dict:
+        return {"adapter": self.adapter_cfg.kind, "rank": self.adapter_cfg.rank, "batch": self.batch, "lr": self.lr}
+
+    def new_run(self) -> dict:
+        self._idle_or_refuse("start a new run")
+        with self._state:
+            self.dir, self.state = runs.create(self.workdir, self.base.model_id(), self._settings())
+            self._adapters: dict[int, object] = {}
+            self._subject = None
+            self._ids = itertools.count(1)
+        return self.status()
+
+    def open_run(self, run_id: str) -> dict:
+        """Continue a run kept on disk: its adapters are loaded, and trainings it had running are marked
+        interrupted (their last step kept)."""
+        self._idle_or_refuse("open another run")
+        folder = runs.runs_dir(self.workdir) / run_id
+        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith(".") or not folder.is_dir():
+            raise UserError(f"no studio run {short(run_id, 60)!r} in {runs.runs_dir(self.workdir)}")
+        state = runs.load(folder)
+        loaded = {int(r): adapters.load(folder / f, self.base)[0] for r, f in state["rounds"].items()}
+        subject = adapters.load(folder / state["subject"]["file"], self.base)[0] if state["subject"] else None
+        cut = [t for t in state["trainings"] if t["state"] in ("queued", "running")]
+        for t in cut:
+            t["state"] = "interrupted"
+            self.log(f"studio run {run_id}: {t['kind']} was interrupted at step {t['step']}/{t['total']}; "
+                     f"start it again from the page")
+        with self._state:
+            self.dir, self.state, self._adapters, self._subject = folder, state, loaded, subject
+            self._ids = itertools.count(max([t["id"] for t in state["trainings"]], default=0) + 1)
+            if cut:
+                self._save()
+        return self.status()
+
+    def _idle_or_refuse(self, what: str) -> None:
+        if hasattr(self, "state") and not self.queue.idle():
+            raise UserError(f"wait until the queue is empty to {what} (or cancel what waits)")
+
+    def _save(self) -> None:
+        with self._state:
+            runs.save(self.dir, self.state)
+            self._last_save = time.time()
+
+    def shutdown(self) -> None:
+        """On a stop: whatever runs or waits is marked interrupted, with its last step, and the state saved."""
+        for job in self.queue.shutdown():
+            if job.training:
+                self.log(f"{job.kind} interrupted at step {job.step}/{job.total} by the stop; start it again from "
+                         f"the page")
+        with self._state:
+            for t in self.state["trainings"]:
+                if t["state"] in ("queued", "running"):
+                    t["state"] = "interrupted"
+            self._save()
+
+    def _record(self, job: Job) -> dict | None:
+        return next((t for t in self.state["trainings"] if t["id"] == job.id), None)
+
+    def _changed(self, job: Job) -> None:
+        """The queue's callback: a training's progress and end go into the run's state."""
+        if not job.training:
+            return
+        with self._state:
+            record = self._record(job)
+            if record is None:
+                return
+            record.update({k: v for k, v in job.public().items() if k in ("kind", "state", "step", "total", "loss",
+                                                                           "error")})
+            if job.state != "running" or time.time() - self._last_save >= SAVE_EVERY:
+                self._save()
 
     # uploads ----------------------------------------------------------------------------------
     def _decode_all(self, files: list[tuple[str, bytes]]) -> tuple[list[np.ndarray], list[str]]:
@@ -92,125 +136,198 @@ class Studio:
                 notes += [f"{short(name, 60)}: {n}" for n in why]
         return decoded, notes
 
+    def _list(self, kind: str) -> list[str]:
+        if kind not in ("references", "subject"):
+            raise UserError(f"kind must be references or subject, got {short(kind, 30)!r}")
+        return self.state["references" if kind == "references" else "subject_images"]
+
     def add_references(self, files: list[tuple[str, bytes]], kind: str = "references") -> list[str]:
         """Style references (``kind="references"``) or subject images (``kind="subject"``)."""
         decoded, notes = self._decode_all(files)
         with self._state:
-            target = self.references if kind == "references" else self.subject_images
+            target = self._list(kind)
             if len(target) + len(decoded) > MAX_REFERENCES:
-                raise UserError(f"at most {MAX_REFERENCES} images")
+                raise UserError(f"at most {MAX_REFERENCES} images; {len(target)} already uploaded")
             for im in decoded:
-                save_png(self.dir / kind / f"{len(target)}.png", im)
-                target.append(im)
+                name = runs.new_file(self.state, kind)
+                save_png(self.dir / name, im)
+                target.append(name)
+            self._save()
         return notes
 
     def clear_references(self, kind: str = "references") -> None:
+        """Remove the uploads of ``kind``, files included (their numbers are not used again)."""
         with self._state:
-            (self.references if kind == "references" else self.subject_images).clear()
+            target = self._list(kind)
+            for name in target:
+                (self.dir / name).unlink(missing_ok=True)
+            target.clear()
+            self._save()
+
+    def _read(self, name: str, what: str) -> np.ndarray:
+        path = self.dir / name
+        if not path.is_file():
+            raise UserError(f"{what} {name} is missing from the run folder {self.dir}")
+        return decode_image(path.read_bytes(), name, self.base.image_size)[0]
 
     # training ---------------------------------------------------------------------------------
     def start_training(self, descriptor: str, content: str = "", steps: int = 200,
                        chosen: list[int] | None = None) -> Job:
         """Round 1 on the references (``chosen`` None), or the next round on references + chosen images."""
         descriptor = descriptor.strip()
-        if not self.references:
-            raise UserError("upload at least one reference image first")
-        if not descriptor:
-            raise UserError("type a style descriptor, e.g. 'in watercolor style'")
-        known = {r["id"]: r for r in self.images}
-        if chosen is not None:
-            if self.adapter is None:
-                raise UserError("train round 1 before round 2")
-            if not chosen:
-                raise UserError("tick at least one good image for the next round")
-            missing = [i for i in chosen if i not in known]
-            if missing:
-                raise UserError(f"unknown image ids: {missing}")
-        images = list(self.references)
-        captions = [caption_for(content, descriptor)] * len(images)
-        for i in sorted(set(chosen or [])):
-            images.append(decode_image((self.dir / known[i]["file"]).read_bytes(), known[i]["file"])[0])
-            captions.append(style_prompt(known[i]["prompt"], descriptor))
-        number = self.round + 1 if chosen is not None else 1
+        with self._state:
+            if not self.state["references"]:
+                raise UserError("upload at least one reference image first")
+            if not descriptor:
+                raise UserError("type a style descriptor, e.g. 'in watercolor style'")
+            known = {r["id"]: r for r in self.state["images"]}
+            if chosen is not None:
+                if not self.state["rounds"] and not self._waiting_round1():
+                    raise UserError("train round 1 before round 2")
+                if not chosen:
+                    raise UserError("tick at least one good image for the next round")
+                missing = [i for i in chosen if i not in known]
+                if missing:
+                    raise UserError(f"unknown image ids: {missing[:10]}")
+            images = [self._read(f, "reference") for f in self.state["references"]]
+            captions = [caption_for(content, descriptor)] * len(images)
+            for i in sorted(set(chosen or [])):
+                images.append(self._read(known[i]["file"], f"ticked picture #{i}"))
+                captions.append(style_prompt(known[i]["prompt"], descriptor))
+        params = {"what": "round1" if chosen is None else "next", "descriptor": descriptor, "content": content,
+                  "steps": steps} | ({} if chosen is None else {"ids": sorted(set(chosen))})
 
         def done(theta, job):
-            path = self.dir / f"adapter-round{number}.safetensors"
-            adapters.save(path, theta, self.base, {
+            number = 1 if chosen is None else int(self.state["round"]) + 1
+            job.kind = f"round {number}"
+            name = runs.new_file(self.state, "adapters", ".safetensors", f"-round{number}")
+            adapters.save(self.dir / name, theta, self.base, {
                 "role": "style", "style": descriptor, "content": content, "caption": captions[0],
                 "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "round": number,
                           "images": len(images), "ui": True}})
-            self.adapter, self.adapter_file, self.round = theta, path, number
             if number == 1:  # a new round 1 starts a new line of rounds: the old later rounds came from another
-                self.rounds.clear()
-            self.rounds[number] = (theta, path)
-            self.descriptor, self.content = descriptor, content
+                self.state["rounds"], self._adapters = {}, {}
+            self.state["rounds"][str(number)] = name
+            self._adapters[number] = theta
+            self.state.update(round=number, descriptor=descriptor, content=content)
+            self._record(job)["file"] = name
 
-        return self._start(f"round {number}", images, captions, steps, done, descriptor)
+        return self._submit("round 1" if chosen is None else "next round", images, captions, steps, done, descriptor,
+                            params)
+
+    def _waiting_round1(self) -> bool:
+        running, waiting = self.queue.snapshot()
+        return any(j.params.get("what") == "round1" for j in ([running] if running else []) + waiting)
 
     def start_subject_training(self, token: str, class_noun: str, steps: int = 200) -> Job:
         """A subject (content) adapter on the subject images, captioned 'a [v] fish'."""
         token, class_noun = token.strip(), class_noun.strip()
-        if not self.subject_images:
-            raise UserError("upload the subject's images first (3-6 pictures of one object)")
-        if not token or not class_noun:
-            raise UserError("give a rare token (e.g. '[v]') and the subject's class (e.g. 'fish')")
+        with self._state:
+            if not self.state["subject_images"]:
+                raise UserError("upload the subject's images first (3-6 pictures of one object)")
+            if not token or not class_noun:
+                raise UserError("give a rare token (e.g. '[v]') and the subject's class (e.g. 'fish')")
+            images = [self._read(f, "subject image") for f in self.state["subject_images"]]
         caption = f"{world.article(token)} {token} {class_noun}"
 
         def done(theta, job):
-            path = self.dir / "adapter-subject.safetensors"
-            adapters.save(path, theta, self.base, {
+            name = runs.new_file(self.state, "adapters", ".safetensors", "-subject")
+            adapters.save(self.dir / name, theta, self.base, {
                 "role": "subject", "token": token, "class": class_noun, "caption": caption,
-                "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "images": len(self.subject_images),
-                          "ui": True}})
-            self.subject, self.subject_caption = theta, caption
+                "train": {"steps": steps, "lr": self.lr, "batch": self.batch, "images": len(images), "ui": True}})
+            self.state["subject"] = {"file": name, "caption": caption}
+            self._subject = theta
+            self._record(job)["file"] = name
 
-        return self._start("subject", list(self.subject_images), [caption] * len(self.subject_images), steps, done,
-                           token)
+        return self._submit("subject", images, [caption] * len(images), steps, done, token,
+                            {"what": "subject", "token": token, "class_noun": class_noun, "steps": steps})
 
-    def _busy(self, what: str) -> Busy:
-        job = self.job
-        doing = job.doing() if job is not None and job.state == "running" else "the model is in use"
-        return Busy(f"busy: {doing}; {what}")
+    def restart(self, job_id: int) -> Job:
+        """Start an interrupted, cancelled or failed training again with the same settings."""
+        with self._state:
+            record = next((t for t in self.state["trainings"] if t["id"] == job_id), None)
+        if record is None:
+            raise UserError(f"no training {job_id} in this run")
+        if record["state"] not in ("interrupted", "cancelled", "failed"):
+            raise UserError(f"training {job_id} is {record['state']}; only an interrupted, cancelled or failed one "
+                            f"can be started again")
+        p = record["params"]
+        if p["what"] == "subject":
+            return self.start_subject_training(p["token"], p["class_noun"], p["steps"])
+        return self.start_training(p["descriptor"], p["content"], p["steps"],
+                                   chosen=p["ids"] if p["what"] == "next" else None)
 
-    def _start(self, kind: str, images, captions, steps: int, done, words: str) -> Job:
+    def _submit(self, kind: str, images, captions, steps: int, done, words: str, params: dict) -> Job:
         if not 1 <= steps <= 5000:
             raise UserError(f"steps must be in 1..5000, got {steps}")
-        if not self._model.acquire(blocking=False):
-            raise self._busy("wait for it to finish or cancel it")
-        try:
-            job = Job(kind=kind, total=steps)
-            self.job = job
-            threading.Thread(target=self._train, args=(job, images, captions, steps, done, words), daemon=True).start()
-        except BaseException:
-            self._model.release()
-            raise
-        return job
+        pace = self._pace["step"]
 
-    def _train(self, job: Job, images, captions, steps, done, words: str) -> None:
-        try:
+        def run(job: Job):
             def progress(i, n, losses):
                 job.step, job.loss = i, losses["loss"]
                 if job.cancel:
                     raise Cancelled()
+                self._changed(job)
 
+            t = time.time()
             theta = train_adapter(self.base, images, captions, self.adapter_cfg,
                                   TrainConfig(steps=steps, batch=self.batch, lr=self.lr), progress=progress,
                                   words=words)
-            done(theta, job)
-            job.state = "done"
-        except Cancelled:  # the previous adapter stays in place
-            job.state = "cancelled"
-        except Exception as e:  # shown on the page; the previous adapter stays in place
-            job.state, job.error = "failed", str(e)
-        finally:
-            self._model.release()
+            self._pace["step"] = (time.time() - t) / steps
+            with self._state:
+                done(theta, job)
+                self._save()
+
+        job = Job(kind=kind, total=steps, run=run, params=params, id=next(self._ids),
+                  estimate=None if pace is None else pace * steps)
+        with self._state:
+            self.state["trainings"].append({"id": job.id, "kind": kind, "state": "queued", "step": 0,
+                                            "total": steps, "loss": None, "error": None, "params": params,
+                                            "file": None})
+            try:
+                self.queue.submit(job)
+            except UserError:
+                self.state["trainings"].pop()
+                raise
+            self._save()
+        return job
 
     # sampling ---------------------------------------------------------------------------------
+    def _style(self, style_round: int | None):
+        """(the style adapter, its round) to sample with, checked when the job runs (a training may be ahead)."""
+        if not self._adapters:
+            raise UserError("train an adapter first")
+        number = int(self.state["round"]) if style_round is None else style_round
+        if number not in self._adapters:
+            raise UserError(f"no round {style_round}; trained rounds: {sorted(self._adapters)}")
+        return self._adapters[number], number
+
+    def _check_sampling(self, style_round: int | None, subject: bool) -> None:
+        """Refuse at once what can never run; what a waiting training will make possible may wait for it."""
+        if not self._adapters and not self._waiting_round1():
+            raise UserError("train an adapter first")
+        if style_round is not None and style_round not in self._adapters and self.queue.idle():
+            raise UserError(f"no round {style_round}; trained rounds: {sorted(self._adapters)}")
+        if subject and self._subject is None and self.queue.idle():
+            raise UserError("train a subject adapter first (subject section)")
+
+    def _submit_sampling(self, kind: str, n: int, make) -> list[dict]:
+        pace = self._pace["image"]
+
+        def run(job: Job):
+            t = time.time()
+            rows = make()
+            self._pace["image"] = (time.time() - t) / n
+            return rows
+
+        job = Job(kind=kind, total=n, run=run, id=next(self._ids), estimate=None if pace is None else pace * n)
+        return self.queue.submit(job).wait()
+
     def generate(self, prompt: str, n: int = 8, seed: int = 0, lambda_a: float = DEFAULT_LAMBDA_A,
                  lambda_b: float = DEFAULT_LAMBDA_B, steps: int = 12, style_round: int | None = None,
                  subject: bool = False, gamma: float = 0.5) -> list[dict]:
         """Images in the chosen round's style (default: the latest); with ``subject``, two-theta with the
-        subject adapter (the prompt should name the subject, e.g. 'a [v] fish')."""
+        subject adapter (the prompt should name the subject, e.g. 'a [v] fish'). Waits for its turn."""
         prompt = prompt.strip()
         if not prompt:
             raise UserError("type a prompt, e.g. 'a boat'")
@@ -218,34 +335,29 @@ class Studio:
             raise UserError(f"number of images must be in 1..{MAX_IMAGES_PER_CALL}, got {n}")
         if not 0 <= gamma <= 1:
             raise UserError(f"gamma must be in [0, 1], got {gamma}")
-        if self.adapter is None:
-            if self.job is not None and self.job.state == "running":
-                raise self._busy("generate when it has finished")
-            raise UserError("train an adapter first")
-        if style_round is not None and style_round not in self.rounds:
-            raise UserError(f"no round {style_round}; trained rounds: {sorted(self.rounds)}")
-        if subject and self.subject is None:
-            raise UserError("train a subject adapter first (subject section)")
-        style = self.rounds[style_round][0] if style_round is not None else self.adapter
-        if not self._model.acquire(blocking=False):
-            raise self._busy("generate when it has finished")
-        number = style_round if style_round is not None else self.round
-        try:
-            full = style_prompt(prompt, self.descriptor)
+        self._check_sampling(style_round, subject)
+
+        def make():
+            style, number = self._style(style_round)
+            if subject and self._subject is None:
+                raise UserError("train a subject adapter first (subject section)")
+            full = style_prompt(prompt, self.state["descriptor"])
             cfg = SampleConfig(steps=steps, seed=seed)
             if subject:
-                with composed(self.base, style, self.subject, "two-theta"):
+                with composed(self.base, style, self._subject, "two-theta"):
                     images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: compose_logits_fn(
-                        self.base, ps, self.descriptor, style, self.subject, mode="two-theta", gamma=gamma,
+                        self.base, ps, self.state["descriptor"], style, self._subject, mode="two-theta", gamma=gamma,
                         lambda_a=lambda_a, lambda_b=lambda_b))
             else:
                 with adapters.attached(style, self.base.transformer):
                     images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: guided_logits_fn(
                         self.base, ps, lambda_b=lambda_b, adapter=style, lambda_a=lambda_a))
             scores = self.scorer.clip_t(images, [prompt] * n).tolist() if self.scorer is not None else None
-        finally:
-            self._model.release()
-        return self._add_batch(images, {"prompt": prompt, "round": number, "subject": subject}, seed, scores=scores)
+            fields = {"prompt": prompt, "round": number, "subject": subject, "lambda_a": lambda_a,
+                      "lambda_b": lambda_b, "steps": steps} | ({"gamma": gamma} if subject else {})
+            return self._add_batch(images, fields, seed, scores=scores)
+
+        return self._submit_sampling("generate", n, make)
 
     def _add_batch(self, images, fields: dict, seed: int, source: np.ndarray | None = None,
                    scores: list[float] | None = None) -> list[dict]:
@@ -253,16 +365,19 @@ class Studio:
         ``source``: the restyled input, saved once for the batch and named in every row; ``scores``: CLIP-T."""
         rows = []
         with self._state:
-            self.batches += 1
+            self.state["batches"] += 1
+            batch = self.state["batches"]
             if source is not None:
-                fields = fields | {"input": f"restyle/{self.batches}.png"}
+                fields = fields | {"input": runs.new_file(self.state, "restyle")}
                 save_png(self.dir / fields["input"], source)
             for k, im in enumerate(images):
-                row = {"id": len(self.images), "file": f"images/{len(self.images)}.png", "seed": seed + k,
-                       "batch": self.batches} | fields | ({"clip_t": round(scores[k], 4)} if scores else {})
-                save_png(self.dir / row["file"], im)
-                self.images.append(row)
+                name = runs.new_file(self.state, "images")
+                row = {"id": int(Path(name).stem), "file": name, "seed": seed + k, "batch": batch} | fields | (
+                    {"clip_t": round(scores[k], 4)} if scores else {})
+                save_png(self.dir / name, im)
+                self.state["images"].append(row)
                 rows.append(row)
+            self._save()
         return rows
 
     def restyle(self, name: str, data: bytes, strength: float, n: int = 4, seed: int = 0, prompt: str = "",
@@ -276,42 +391,34 @@ class Studio:
             raise UserError(str(e)) from None
         if not 1 <= n <= MAX_IMAGES_PER_CALL:
             raise UserError(f"number of images must be in 1..{MAX_IMAGES_PER_CALL}, got {n}")
-        if self.adapter is None:
-            raise self._busy("restyle when it has finished") if self.job is not None and \
-                self.job.state == "running" else UserError("train an adapter first")
-        if style_round is not None and style_round not in self.rounds:
-            raise UserError(f"no round {style_round}; trained rounds: {sorted(self.rounds)}")
+        self._check_sampling(style_round, False)
         (picture,), _ = self._decode_all([(name, data)])
-        style = self.rounds[style_round][0] if style_round is not None else self.adapter
-        number = style_round if style_round is not None else self.round
-        text = style_prompt(prompt.strip() or "a picture", self.descriptor)
-        if not self._model.acquire(blocking=False):
-            raise self._busy("restyle when it has finished")
-        try:
+
+        def make():
+            style, number = self._style(style_round)
+            text = style_prompt(prompt.strip() or "a picture", self.state["descriptor"])
             images, _ = run(self.base, [picture] * n, [text] * n, SampleConfig(seed=seed), rc, style,
                             DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B)
-        finally:
-            self._model.release()
-        rows = self._add_batch(images, {"prompt": text, "round": number, "subject": False, "strength": strength},
-                               seed, source=picture)
-        return f"/api/{rows[0]['input']}", rows
+            return self._add_batch(images, {"prompt": text, "round": number, "subject": False, "strength": strength,
+                                            "lambda_a": DEFAULT_LAMBDA_A, "lambda_b": DEFAULT_LAMBDA_B,
+                                            "steps": SampleConfig().steps}, seed, source=picture)
 
-    def cancel(self) -> dict:
-        """Ask the running training to stop at its next step; the previous adapter stays."""
-        job = self.job
-        if job is None or job.state != "running":
-            raise UserError("no training is running")
-        job.cancel = True
-        return job.public()
+        rows = self._submit_sampling("restyle", n, make)
+        return f"/api/files/{rows[0]['input']}", rows
+
+    def cancel(self, job_id: int | None = None) -> dict:
+        """Stop the running training at its next step, or take a waiting job out of the queue."""
+        return self.queue.cancel(job_id).public()
 
     def set_picks(self, ids: list[int]) -> list[int]:
-        known = {r["id"] for r in self.images}
-        missing = [i for i in ids if i not in known]
-        if missing:
-            raise UserError(f"unknown image ids: {missing[:10]}")
         with self._state:
-            self.picks = sorted(set(ids))
-        return self.picks
+            known = {r["id"] for r in self.state["images"]}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise UserError(f"unknown image ids: {missing[:10]}")
+            self.state["picks"] = sorted(set(ids))
+            self._save()
+            return list(self.state["picks"])
 
     def pick_by_clip(self) -> list[int]:
         """Tick the best picture of each generated batch by CLIP-T (the paper's CLIP feedback), as well as
@@ -321,31 +428,67 @@ class Studio:
                             "or tick pictures by hand")
         with self._state:
             best: dict[int, dict] = {}
-            for r in self.images:
+            for r in self.state["images"]:
                 if "clip_t" in r and r["clip_t"] > best.get(r["batch"], {"clip_t": -2.0})["clip_t"]:
                     best[r["batch"]] = r
             if not best:
                 raise UserError("generate some pictures first: CLIP ticks the best of each batch")
-            self.picks = sorted(set(self.picks) | {r["id"] for r in best.values()})
-            return list(self.picks)
+            return self.set_picks(sorted(set(self.state["picks"]) | {r["id"] for r in best.values()}))
+
+    # what the page shows ----------------------------------------------------------------------
+    def file(self, name: str) -> Path | None:
+        """A picture of the current run by its relative name (``images/3.png``), or None: only the run's own
+        picture folders are served."""
+        parts = name.split("/")
+        if len(parts) != 2 or parts[0] not in ("references", "subject", "images", "restyle") \
+                or not parts[1].endswith(".png") or not parts[1][:-4].isdigit():
+            return None
+        path = self.dir / parts[0] / parts[1]
+        return path if path.is_file() else None
+
+    def adapter_file(self, which: str = "style", number: int | None = None) -> tuple[Path, str]:
+        with self._state:
+            if which == "subject":
+                if self.state["subject"] is None:
+                    raise UserError("no subject adapter trained yet")
+                return self.dir / self.state["subject"]["file"], "styledrop-subject.safetensors"
+            number = int(self.state["round"]) if number is None else number
+            if str(number) not in self.state["rounds"]:
+                raise UserError("no adapter trained yet" if not self.state["rounds"] else
+                                f"no round {number}; trained rounds: {sorted(self._adapters)}")
+            return self.dir / self.state["rounds"][str(number)], f"styledrop-round{number}.safetensors"
 
     @staticmethod
     def public_image(row: dict) -> dict:
-        keys = ("id", "prompt", "round", "seed", "batch", "subject")
-        extra = {"input": f"/api/{row['input']}", "strength": row["strength"]} if "input" in row else {}
-        extra |= {"clip_t": row["clip_t"]} if "clip_t" in row else {}
-        return {k: row[k] for k in keys} | {"url": f"/api/{row['file']}"} | extra
+        hidden = ("file", "input")
+        out = {k: v for k, v in row.items() if k not in hidden} | {"url": f"/api/files/{row['file']}"}
+        return out | ({"input": f"/api/files/{row['input']}"} if "input" in row else {})
 
     def status(self) -> dict:
-        return {"references": len(self.references), "subject_images": len(self.subject_images),
-                "round": self.round, "rounds": sorted(self.rounds), "descriptor": self.descriptor,
-                "content": self.content, "adapter": self.adapter_file.name if self.adapter_file else None,
-                "subject": self.subject_caption if self.subject is not None else None,
-                "job": self.job.public() if self.job else None,
-                "scorer": self.scorer.name if self.scorer is not None else None,
-                "busy": self.job.doing() if self.job is not None and self.job.state == "running" else None}
-
-    def state(self) -> dict:
-        """Everything the page shows, so that a reload restores it: status, the gallery and the ticks."""
+        running, waiting = self.queue.snapshot()
+        jobs = ([running] if running else []) + waiting
+        lefts = [j.left() for j in jobs]
         with self._state:
-            return self.status() | {"images": [self.public_image(r) for r in self.images], "picks": list(self.picks)}
+            s = self.state
+            last = s["trainings"][-1] if s["trainings"] else None
+            busy = None
+            if running is not None:
+                busy = running.doing() + (f"; {len(waiting)} waiting" if waiting else "")
+            return {"run": s["id"], "references": [f"/api/files/{f}" for f in s["references"]],
+                    "subject_images": [f"/api/files/{f}" for f in s["subject_images"]],
+                    "round": int(s["round"]), "rounds": sorted(int(r) for r in s["rounds"]),
+                    "descriptor": s["descriptor"], "content": s["content"],
+                    "adapter": Path(s["rounds"][str(s["round"])]).name if s["rounds"] else None,
+                    "subject": s["subject"]["caption"] if s["subject"] else None,
+                    "job": last, "trainings": s["trainings"][-8:],
+                    "running": running.public() if running else None,
+                    "queue": [j.public() | {"position": k + 1} for k, j in enumerate(waiting)],
+                    "seconds_left": None if None in lefts else round(sum(lefts), 1),
+                    "scorer": self.scorer.name if self.scorer is not None else None, "busy": busy}
+
+    def state_view(self) -> dict:
+        """Everything the page shows, so that a reload restores it: status, the gallery, the ticks, the runs."""
+        with self._state:
+            return self.status() | {"images": [self.public_image(r) for r in self.state["images"]],
+                                    "picks": list(self.state["picks"]), "runs": runs.listing(self.workdir),
+                                    "settings": self.state["settings"]}
