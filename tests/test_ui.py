@@ -1,10 +1,12 @@
 """The web UI: the workflow over HTTP, and the whole of it driven in headless Chromium."""
 
 import io
+import os
 import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,6 +163,19 @@ def server(base, tmp_path):
     thread.join(10)
 
 
+SHOTS = os.environ.get("STYLEDROP_SCREENSHOTS")  # a folder: the browser test saves each state there (docs/studio)
+
+
+def shot(driver, name: str) -> None:
+    if SHOTS:
+        driver.save_screenshot(str(Path(SHOTS) / f"studio-{name}.png"))
+
+
+def d_text(driver, id: str) -> str:
+    from selenium.webdriver.common.by import By
+    return driver.find_element(By.ID, id).text
+
+
 @needs_chromium
 def test_browser_whole_flow_with_reload(server, tmp_path):
     from selenium.webdriver.common.by import By
@@ -178,11 +193,12 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         bad = tmp_path / "notes.txt"
         bad.write_text("not an image")
         driver.find_element(By.ID, "ref-files").send_keys(str(bad))
-        wait.until(lambda d: "notes.txt" in d.find_element(By.ID, "error").text)
-        assert "BytesIO" not in driver.find_element(By.ID, "error").text
+        wait.until(lambda d: "notes.txt" in d.find_element(By.ID, "err-refs").text)  # beside the upload
+        assert "BytesIO" not in driver.find_element(By.ID, "err-refs").text and not d_text(driver, "error")
         driver.find_element(By.ID, "ref-files").send_keys(str(ref))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#refs img")) == 1)
         assert "resized 100x100" in driver.find_element(By.ID, "ref-notes").text  # the note stays readable
+        shot(driver, "1-reference")
 
         driver.find_element(By.ID, "descriptor").send_keys("in pop art style")
         steps = driver.find_element(By.ID, "steps")
@@ -199,6 +215,7 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
             assert el.is_displayed() and el.rect["x"] + el.rect["width"] <= 1280, id
         driver.save_screenshot(str(tmp_path / "studio.png"))
         assert (tmp_path / "studio.png").stat().st_size > 10_000
+        shot(driver, "2-trained")
 
         driver.find_element(By.ID, "prompt").send_keys("a boat")
         n = driver.find_element(By.ID, "n")
@@ -208,7 +225,10 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         driver.find_element(By.ID, "generate-btn").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 3)
         captions = [f.text for f in driver.find_elements(By.CSS_SELECTOR, ".batch figcaption")]
-        assert "seed 0" in captions[0] and "round 1" in driver.find_element(By.CSS_SELECTOR, ".batch h3").text
+        for words in ("seed 0", "round 1", "λA 0.5", "λB 1", "12 steps"):  # what it takes to make it again
+            assert words in captions[0], (words, captions[0])
+        assert "round 1" in driver.find_element(By.CSS_SELECTOR, ".batch h3").text
+        shot(driver, "3-generated")
         picks = driver.find_elements(By.CSS_SELECTOR, "input.pick")
         picks[0].click()
         picks[2].click()
@@ -239,7 +259,11 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         assert sorted(ticked) == [0, 2]
         assert driver.find_element(By.ID, "descriptor").get_attribute("value") == "in pop art style"
         assert driver.find_element(By.ID, "round2-btn").text == "Train round 2"
+        assert driver.find_element(By.ID, "status").text.startswith("round 1 done")  # not "no adapter yet"
 
+        round_steps = driver.find_element(By.ID, "round2-steps")  # round 2 has its own steps
+        round_steps.clear()
+        round_steps.send_keys("3")
         driver.find_element(By.ID, "round2-btn").click()
         wait.until(lambda d: state(d, "round-status") == "done")
         assert driver.find_element(By.ID, "round2-btn").text == "Train round 3"  # the next one, named
@@ -255,6 +279,8 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         steps.send_keys("3000")
         driver.find_element(By.ID, "train-btn").click()
         wait.until(lambda d: d.find_element(By.ID, "busy").text.startswith("busy: round 1 is training"))
+        wait.until(lambda d: "step" in d.find_element(By.ID, "queue").text)  # the queue shows what runs
+        shot(driver, "4-training")
         driver.find_element(By.ID, "cancel-btn").click()
         wait.until(lambda d: state(d, "status") == "cancelled")
         wait.until(lambda d: d.find_element(By.ID, "busy").text == "")
@@ -263,8 +289,9 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         driver.find_element(By.ID, "subject-files").send_keys(str(ref))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#subject-refs img")) == 1)
         driver.find_element(By.ID, "subject-class").send_keys("fish")
-        steps.clear()
-        steps.send_keys("3")
+        subject_steps = driver.find_element(By.ID, "subject-steps")
+        subject_steps.clear()
+        subject_steps.send_keys("3")
         driver.find_element(By.ID, "subject-train-btn").click()
         wait.until(lambda d: state(d, "subject-status") == "done")
         driver.find_element(By.ID, "use-subject").click()
@@ -273,9 +300,13 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         prompt.send_keys("a [v] fish")
         driver.find_element(By.ID, "generate-btn").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 5 + 8 or d.find_element(
-            By.ID, "error").text)  # the image count is back to its default 8 after the reload
-        assert driver.find_element(By.ID, "error").text == ""
+            By.ID, "err-generate").text)  # the image count is back to its default 8 after the reload
+        assert driver.find_element(By.ID, "err-generate").text == ""
         assert "+ subject" in driver.find_elements(By.CSS_SELECTOR, ".batch h3")[0].text  # newest batch first
+        rounds = driver.find_elements(By.CSS_SELECTOR, "details.round")
+        assert [r.get_attribute("data-round") for r in rounds] == ["2", "1"]  # newest round first, open
+        assert rounds[0].get_attribute("open") is not None and rounds[1].get_attribute("open") is None
+        shot(driver, "5-subject")
     finally:
         driver.quit()
     meta = load_tensors(tmp_path / "check.safetensors")[1]

@@ -103,7 +103,8 @@ def test_bounds_and_errors_in_words(base, tmp_path):
     assert r.status_code == 400 and r.json()["error"].startswith("steps:")
 
     # JSON bodies are capped at 64 KB, with or without a Content-Length; uploads at 32 MB, also when streamed
-    r = client.post("/api/picks", content=json.dumps({"ids": [1] * 40000}), headers={"Content-Type": "application/json"})
+    r = client.post("/api/picks", content=json.dumps({"ids": [1] * 40000}),
+                    headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and "JSON body over 64 KB" in r.json()["error"]
     chunks = (b"x" * 2**14 for _ in range(8))  # a generator: sent chunked, with no Content-Length
     r = client.post("/api/picks", content=chunks, headers={"Content-Type": "application/json"})

@@ -59,7 +59,8 @@ def other_recipes(reuse: Path, recipes: dict[str, dict]) -> list[str]:
 
 def vq_source(reuse: Path, recipes: dict[str, dict]) -> Path:
     """``reuse``'s VQ: ``vqvae_<N>/`` when the recipe merges the codebook into N codes and that folder was made under
-    it (pretrained_stages/vqvae_256: the merge done once, so every machine's G sees the same tokens), else ``vqvae/``."""
+    it (pretrained_stages/vqvae_256: the merge done once, so G sees the same tokens on every machine), else
+    ``vqvae/``."""
     merge = (recipes.get("vqvae") or {}).get("merge")
     made = recorded_recipe(reuse / f"vqvae_{merge}") if merge else None
     if made is not None and _without_steps(made) == recipes["vqvae"]:
