@@ -176,8 +176,16 @@ def test_killed_mid_training_the_studio_comes_back_with_everything_and_marks_the
         now = _hashes(folder)
         assert {k: v for k, v in now.items() if k in files} == files and len(now) == len(files) + 2
 
-        proc.send_signal(signal.SIGTERM)  # a polite stop says what it cut off; here nothing was running
-        proc.wait(30)
+        # a polite stop (TERM) mid-training says what it cut off, in the log and in the state
+        assert c.post("/api/train", json={"descriptor": "in lava style", "steps": 5000}).status_code == 202
+        end = time.time() + 60
+        while time.time() < end and not (c.get("/api/status").json()["running"] or {}).get("step"):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) in (0, -signal.SIGTERM)  # uvicorn stops gracefully, then re-raises the TERM
+        last = runs.load(folder)["trainings"][-1]
+        assert last["state"] == "interrupted" and 0 < last["step"] < 5000
+        assert f"interrupted at step {last['step']}/5000 by the stop" in log.read_text()
     finally:
         proc.kill()
 

@@ -41,7 +41,5 @@ def ui(
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"warning: binding {host}: anyone who can reach this machine can use the UI")
     err.print(f"styledrop ui on http://{host}:{port} (run {studio.dir}; earlier runs are listed on the page)")
-    try:
-        uvicorn.run(create_app(studio, host), host=host, port=port, log_level="warning")
-    finally:  # Ctrl-C or TERM: a training cut off is marked interrupted, with its last step, and can be restarted
-        studio.shutdown()
+    # on Ctrl-C or TERM the app's shutdown marks a training it cuts off as interrupted (create_app)
+    uvicorn.run(create_app(studio, host), host=host, port=port, log_level="warning")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -153,7 +154,12 @@ class BodyLimit:
 
 def create_app(studio: Studio, host: str = "127.0.0.1", token: str | None = None) -> FastAPI:
     """``host``: the address given to ``styledrop ui --host``; its name is served besides the local ones."""
-    app = FastAPI(title="styledrop", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        studio.shutdown()  # Ctrl-C or TERM: a training cut off is marked interrupted, with its last step
+
+    app = FastAPI(title="styledrop", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     allowed = {h.lower() for h in LOCAL_HOSTS} | {host.lower().strip("[]")}
     app.state.token = token = token or secrets.token_urlsafe(24)
 

@@ -43,6 +43,7 @@ class Studio:
         self._decode = threading.Semaphore(1)  # one upload decoded at a time: parallel uploads cannot pile up memory
         self._pace = {"step": None, "image": None}  # measured seconds per training step / generated picture
         self._last_save = 0.0
+        self._stopping = False
         self.queue = JobQueue(queue_limit, self._changed)
         existing = runs.listing(self.workdir)
         try:
@@ -97,6 +98,7 @@ class Studio:
 
     def shutdown(self) -> None:
         """On a stop: whatever runs or waits is marked interrupted, with its last step, and the state saved."""
+        self._stopping = True  # from here a training's progress no longer marks it running
         for job in self.queue.shutdown():
             if job.training:
                 self.log(f"{job.kind} interrupted at step {job.step}/{job.total} by the stop; start it again from "
@@ -112,7 +114,7 @@ class Studio:
 
     def _changed(self, job: Job) -> None:
         """The queue's callback: a training's progress and end go into the run's state."""
-        if not job.training:
+        if not job.training or (self._stopping and job.state == "running"):
             return
         with self._state:
             record = self._record(job)
