@@ -47,3 +47,61 @@ def test_train_sample_feedback_compose_on_an_amused_folder(cli, folder, tmp_path
                        "--steps", 3, "--out", tmp_path / "both", "--base", folder)
     assert code == 0, err
     assert json.loads((tmp_path / "both" / "metadata.jsonl").read_text().splitlines()[0])["compose"] == "two-theta"
+
+
+def _as_hub_download(src, dst, fp32=True, fp16=True):
+    """``src``'s parts laid out as a hub download: fp32 files, ``.fp16`` files, or both."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    shutil.copytree(src, dst)
+    for part, stem in (("transformer", "diffusion_pytorch_model"), ("vqvae", "diffusion_pytorch_model"),
+                       ("text_encoder", "model")):
+        full = dst / part / f"{stem}.safetensors"
+        tensors = load_file(full)
+        if fp16:
+            save_file({k: v.to(torch.float16) for k, v in tensors.items()}, dst / part / f"{stem}.fp16.safetensors",
+                      metadata={"format": "pt"})
+        if not fp32:
+            full.unlink()
+    return dst
+
+
+def test_the_base_id_depends_only_on_the_weights_g_loads_from(folder, tmp_path):
+    ids = {}
+    for name, kw in (("full", {}), ("fp32", {"fp16": False}), ("fp16only", {"fp32": False})):
+        path = _as_hub_download(folder, tmp_path / name, **kw)
+        base = MuseBase.load(path)  # an fp16-only folder loads too (variant="fp16")
+        ids[name] = base.model_id()
+        assert base.image_size == MuseBase.load(folder).image_size
+    assert len(set(ids.values())) == 1, ids  # a full download, a single-variant copy and an fp16-only one agree
+
+
+def test_broken_folders_get_one_line_before_any_work(cli, folder, tmp_path):
+    import shutil
+
+    from styledrop.io import UserError
+    truncated = _as_hub_download(folder, tmp_path / "truncated", fp16=False)
+    weights = truncated / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted download
+    with pytest.raises(UserError, match="incomplete or corrupt.*interrupted"):
+        MuseBase.load(truncated)
+    code, _, err = cli("generate", "--base", truncated, "--prompt", "a boat", "--n", 1, "--out", tmp_path / "out")
+    assert code == 2 and "diffusion_pytorch_model.safetensors is incomplete" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(folder, no_tokenizer)
+    for f in (no_tokenizer / "tokenizer").iterdir():
+        if f.name != "tokenizer_config.json":
+            f.unlink()
+    with pytest.raises(UserError, match="tokenizer has only|tokenizer"):
+        MuseBase.load(no_tokenizer)
+
+    huge = tmp_path / "huge-max-length"
+    shutil.copytree(folder, huge)
+    config = huge / "tokenizer" / "tokenizer_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"model_max_length": 10**30}))
+    with pytest.raises(UserError, match="model_max_length"):
+        MuseBase.load(huge)

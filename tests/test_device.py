@@ -46,6 +46,35 @@ def test_half_precision_base_trains_fp32_adapters_and_samples(base):
     assert images.shape == (1, 64, 64, 3)
 
 
+def test_float16_training_scales_its_loss_and_bf16_is_chosen_only_where_native(base, monkeypatch):
+    made = []
+    real = torch.amp.GradScaler
+
+    def spy(*args, **kw):
+        made.append(kw.get("enabled"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", spy)
+    half = MuseBase.load(base.path, dtype=torch.float16)
+    losses = []
+    theta = train_adapter(half, [torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8).numpy()], "a cat in lava style",
+                          adapters.AdapterConfig("bottleneck", 4), TrainConfig(steps=3, batch=2),
+                          progress=lambda i, n, logs: losses.append(logs["loss"]))
+    assert made == [True] and all(torch.isfinite(torch.tensor(losses)))
+    assert any(p.abs().sum() > 0 for n, p in theta.named_parameters() if "up" in n)  # it learnt (W_up starts at 0)
+    train_adapter(base, [torch.randint(0, 255, (64, 64, 3), dtype=torch.uint8).numpy()], "a cat",
+                  adapters.AdapterConfig("bottleneck", 4), TrainConfig(steps=1, batch=2))
+    assert made == [True, False]  # fp32 needs no scaling
+
+    # a V100 / T4 (compute capability 7.x) only emulates bf16: the default is fp16 there, bf16 from Ampere (8.0) on
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, dtype in (((7, 0), torch.float16), ((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                              ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what it says on a V100 too
+        assert resolve("cuda")[1] == dtype, capability
+
+
 def test_cli_refuses_a_missing_gpu_and_bad_dtype(cli, base, tmp_path):
     if not torch.cuda.is_available():
         code, _, err = cli("generate", "--prompt", "a cat", "--out", tmp_path / "g", "--device", "cuda",

@@ -102,6 +102,25 @@ def test_bad_scorer_folders_get_one_clear_error(tmp_path, scorer_dir):
     (no_processor / "preprocessor_config.json").unlink()
     with pytest.raises(UserError, match="preprocessor_config.json"):
         Scorer.load(no_processor)
+    # transformers 5 writes its image settings as processor_config.json: that folder loads
+    saved_by_v5 = tmp_path / "saved-by-v5"
+    clip_folder(saved_by_v5)
+    settings = json.loads((saved_by_v5 / "preprocessor_config.json").read_text())
+    (saved_by_v5 / "preprocessor_config.json").unlink()
+    (saved_by_v5 / "processor_config.json").write_text(json.dumps({"image_processor": settings} | settings))
+    assert Scorer.load(saved_by_v5).model is not None
+    truncated = tmp_path / "truncated"
+    clip_folder(truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="incomplete or corrupt"):
+        Scorer.load(truncated)
+    no_tokenizer = tmp_path / "no-tokenizer"
+    clip_folder(no_tokenizer)
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    with pytest.raises(UserError, match="tokenizer"):
+        Scorer.load(no_tokenizer)
 
 
 def _style_adapter(cli, amused, tmp_path):

@@ -1,9 +1,10 @@
 """Where the model runs and in what precision: ``--device cpu|cuda|mps`` and ``--dtype``, auto-detected.
 
-Auto: CUDA if present (bfloat16 where the GPU supports it, else float16), then Apple's MPS
+Auto: CUDA if present (bfloat16 where the GPU computes it natively, else float16), then Apple's MPS
 (float16), else the CPU in float32 (bfloat16 autocast was measured 25-30x slower on this CPU
 for our conv-heavy models). The frozen base is loaded straight into the chosen dtype, so a half
-dtype on a GPU never keeps an fp32 copy of G; adapters keep fp32 weights and cast at their edges.
+dtype on a GPU never keeps an fp32 copy of G; adapters keep fp32 weights and cast at their edges, and training
+under float16 scales its loss (``torch.amp.GradScaler``) so that small gradients do not underflow.
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ from .io import UserError
 
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bfloat16 natively (compute capability 8.0, Ampere, or later).
+    ``torch.cuda.is_bf16_supported()`` also says yes where bf16 is only emulated (V100, T4): slow, so fp16 there."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def _has_mps() -> bool:
@@ -35,7 +42,7 @@ def resolve(device: str | None = None, dtype: str | None = None) -> tuple[torch.
         raise UserError(f"--device {device} asked, but Apple's MPS is not available here; use --device cpu")
     if dtype is None:
         if kind == "cuda":
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            dtype = "bfloat16" if native_bf16(torch.device(device)) else "float16"
         else:
             dtype = "float16" if kind == "mps" else "float32"
     if dtype not in DTYPES:

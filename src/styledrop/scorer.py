@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
 from .io import UserError
+from .muse import folders
 from .muse.text import tokenize
 from .oracle import to_tensor
 
@@ -52,20 +53,26 @@ class Scorer:
         if kind != "clip":
             raise UserError(f"--scorer {path} is not a CLIP model (model_type {kind!r}); expected a transformers "
                             f"CLIPModel folder ({EXAMPLE})")
-        if not (path / "preprocessor_config.json").is_file():
-            raise UserError(f"--scorer {path} has no preprocessor_config.json: its CLIPImageProcessor settings "
-                            f"(resize, crop, normalisation) are needed to show it pictures")
-        if not (path / "model.safetensors").is_file():
-            raise UserError(f"--scorer {path} has no model.safetensors (only safetensors weights are loaded, "
-                            f"never pickles)")
+        # transformers 5 saves the image settings in processor_config.json, older versions in preprocessor_config.json
+        if not any((path / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+            raise UserError(f"--scorer {path} has no preprocessor_config.json (nor processor_config.json): its "
+                            f"CLIPImageProcessor settings (resize, crop, normalisation) are needed to show it pictures")
+        try:
+            folders.check_weights(folders.weight_files(path, "model"))
+        except UserError as e:
+            raise UserError(f"--scorer: {e}") from None
         try:
             tokenizer = CLIPTokenizer.from_pretrained(path)
+            folders.check_tokenizer(tokenizer, path)
+        except UserError as e:
+            raise UserError(f"--scorer {e}") from None
         except (OSError, ValueError, TypeError) as e:
             raise UserError(f"--scorer {path}: its CLIP tokenizer (vocab.json, merges.txt) is missing or "
                             f"unreadable ({type(e).__name__})") from None
         try:
             processor = CLIPImageProcessor.from_pretrained(path)
-            model = CLIPModel.from_pretrained(path, dtype=dtype, use_safetensors=True)
+            model = CLIPModel.from_pretrained(path, dtype=dtype, use_safetensors=True,
+                                              variant=folders.variant(path, "model"))
         except (OSError, ValueError, RuntimeError) as e:
             first = str(e).splitlines()[0][:200]
             raise UserError(f"--scorer {path}: cannot load it as a CLIPModel ({first})") from None

@@ -88,6 +88,9 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     if adapter_cfg.kind == "token" and not any(adapter._spans(tokenize(base.tokenizer, captions))):
         raise UserError(f"the captions do not contain the words the token adapter learns ({words!r})")
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=0.0)
+    # A float16 G underflows small gradients on their way back to the adapter (7% off fp32 at aMUSEd's 8192 codes):
+    # the loss is scaled up before backward and the adapter's fp32 gradients scaled back down (bf16 needs none)
+    scaler = torch.amp.GradScaler(base.device.type, enabled=base.dtype == torch.float16)
 
     world = processes()  # (k, n) under `accelerate launch` / torchrun with n > 1, else None
 
@@ -103,12 +106,13 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
             loss = loss + cfg.prior * masked_token_loss(base.net, prior[0][more], prior[1][more], prior[2][more],
                                                         base.mask_id, base.image_size, g, part=world)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if world is not None:  # every process holds a share of the global batch: sum the shares
             loss = loss.detach().clone()
             for t in [p.grad for p in adapter.parameters() if p.grad is not None] + [loss]:
                 torch.distributed.all_reduce(t)
-        opt.step()
+        scaler.step(opt)  # skipped, with a smaller scale next time, if the scaled gradients overflowed
+        scaler.update()
         return {"loss": loss.item()}
 
     adapter.train()

@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import CLIPModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..io import UserError, write_json
+from . import folders
 from . import transformer as tr
 from .text import encode_text
 from .toy_clip import load_clip
@@ -34,6 +35,7 @@ from .vq import DiffusersVQ, TinyVQModel
 
 DEFAULT_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
 PARTS = ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler")
+WEIGHTS = {"transformer": "diffusion_pytorch_model", "vqvae": "diffusion_pytorch_model", "text_encoder": "model"}
 
 
 @dataclass
@@ -140,16 +142,20 @@ class MuseBase:
     def load(cls, path: Path | str | None = None, device: str = "cpu", dtype=torch.float32) -> "MuseBase":
         path = Path(path) if path else DEFAULT_BASE
         check_layout(path)
+        for part, stem in WEIGHTS.items():  # whole weights first: a broken download fails here, before any work
+            folders.check_weights(folders.weight_files(path / part, stem))
         try:
             tokenizer = CLIPTokenizer.from_pretrained(path / "tokenizer")
-            text_encoder = CLIPTextModelWithProjection.from_pretrained(path / "text_encoder", dtype=dtype)
+            folders.check_tokenizer(tokenizer, path / "tokenizer")
+            text_encoder = CLIPTextModelWithProjection.from_pretrained(
+                path / "text_encoder", dtype=dtype, variant=folders.variant(path / "text_encoder", "model"))
             vq = load_vq(path / "vqvae", dtype)
             transformer = load_transformer(path / "transformer", dtype)
             sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
         except UserError:
             raise
-        except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as e:
-            raise UserError(f"cannot load base model from {path}: {e}") from None
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError, SafetensorError) as e:
+            raise UserError(f"cannot load base model from {path}: {str(e).splitlines()[0][:300]}") from None
         scorer = None
         if (path / "clip_scorer" / "config.json").is_file():
             scorer = load_clip(path / "clip_scorer", dtype=dtype).eval().to(device)
@@ -165,10 +171,11 @@ def load_vq(folder: Path, dtype=torch.float32):
     vq_cls = json.loads((folder / "config.json").read_text()).get("_class_name", "VQModel")
     # aMUSEd's VQ-GAN overflows to NaN in float16 (its model card says so): it alone stays fp32 then
     vq_dtype = torch.float32 if dtype == torch.float16 else dtype
+    v = folders.variant(folder, "diffusion_pytorch_model")
     if vq_cls == "TinyVQModel":
-        return TinyVQModel.from_pretrained(folder, torch_dtype=vq_dtype)
+        return TinyVQModel.from_pretrained(folder, torch_dtype=vq_dtype, variant=v)
     if vq_cls == "VQModel":
-        return DiffusersVQ(VQModel.from_pretrained(folder, torch_dtype=vq_dtype))
+        return DiffusersVQ(VQModel.from_pretrained(folder, torch_dtype=vq_dtype, variant=v))
     raise UserError(f"{folder}: unknown VQ class {vq_cls!r}; expected VQModel or TinyVQModel")
 
 
@@ -196,7 +203,8 @@ def load_transformer(folder: Path | str, dtype=torch.float32) -> UVit2DModel:
     if pos is not None:  # diffusers would warn that pos_embed.weight is unused: it is attached below
         diffusers_logging.set_verbosity_error()
     try:
-        transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype)
+        transformer = UVit2DModel.from_pretrained(folder, torch_dtype=dtype,
+                                                  variant=folders.variant(folder, "diffusion_pytorch_model"))
     finally:
         diffusers_logging.set_verbosity(level)
     if pos is not None:
@@ -207,22 +215,26 @@ def load_transformer(folder: Path | str, dtype=torch.float32) -> UVit2DModel:
 def _position_table(folder: Path) -> torch.Tensor | None:
     """The tiny base's position table, or None (also for a missing or unreadable file: from_pretrained names it)."""
     try:
-        with safe_open(str(folder / "diffusion_pytorch_model.safetensors"), "pt") as st:
-            return st.get_tensor(tr.POS_KEY) if tr.POS_KEY in st.keys() else None
-    except (OSError, SafetensorError):
+        for f in folders.weight_files(folder, "diffusion_pytorch_model"):
+            with safe_open(str(f), "pt") as st:
+                if tr.POS_KEY in st.keys():
+                    return st.get_tensor(tr.POS_KEY)
+    except (OSError, SafetensorError, UserError):
         return None
+    return None
 
 
 def base_fingerprint(path: Path) -> str:
     """Hash of the transformer's architecture and weights: an adapter records the base it was trained on.
 
     Only what defines G enters it (config values, not the library versions saved beside them; tensors in half
-    precision), so the same G saved again, or once in fp32 and once in fp16, keeps its id."""
+    precision, from the files G is loaded from), so the same G saved again, once in fp32 and once in fp16, or
+    downloaded with or without hub's extra ``.fp16`` files, keeps its id."""
     h = hashlib.sha256()
     folder = Path(path) / "transformer"
     config = json.loads((folder / "config.json").read_text())
     h.update(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True).encode())
-    for f in sorted(folder.glob("*.safetensors")):
+    for f in folders.weight_files(folder, "diffusion_pytorch_model"):
         with safe_open(f, framework="pt") as st:
             for key in sorted(st.keys()):
                 h.update(key.encode())
