@@ -116,11 +116,12 @@ def test_adapter_for_another_base_is_refused(base, tmp_path):
 def test_train_and_sample_commands(cli, base, tmp_path):
     ref = tmp_path / "ref.png"
     grey = Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 80), dtype=np.uint8), "L")
-    grey.save(ref)  # grey and 100x80: converted and resized, with notes
+    grey.save(ref)  # grey and 80 wide, 100 high: converted, centre-cropped (not squashed) and resized, with notes
     out = tmp_path / "style.safetensors"
     code, _, err = cli("train", "--image", ref, "--style", "in lava style", "--content", "a fish",
                        "--out", out, "--steps", 2, "--batch", 2, "--base", base.path)
-    assert code == 0 and "converted L to RGB" in err and "resized 80x100" in err and out.is_file()
+    assert code == 0 and "converted L to RGB" in err and "centre-cropped 80x100 to 80x80" in err and out.is_file()
+    assert "resized 80x80 to 64x64" in err
     code, _, _ = cli("sample", "--adapter", out, "--prompt", "a boat", "--n", 2, "--steps", 2,
                      "--out", tmp_path / "s", "--base", base.path)
     rows = [json.loads(x) for x in (tmp_path / "s" / "metadata.jsonl").read_text().splitlines()]

@@ -97,7 +97,13 @@ def test_restyle_command_writes_sample_like_outputs_and_refuses_bad_input(cli, b
     code, _, err = cli("restyle", "--adapter", adapter, "--image", pic, "--n", 2, "--steps", 4, "--out", out,
                        "--base", base.path)
     assert code == 0, err
-    assert "note:" in err and "resized 150x200" in err and "converted RGBA" in err
+    assert "note:" in err and "centre-cropped 150x200 to 150x150" in err and "converted RGBA" in err
+    code, _, err = cli("restyle", "--adapter", adapter, "--image", pic, "--n", 1, "--steps", 2, "--out",
+                       tmp_path / "padded", "--base", base.path, "--fit", "pad")
+    assert code == 0 and "padded 150x200 to 200x200" in err, err
+    code, _, err = cli("restyle", "--adapter", adapter, "--image", pic, "--out", tmp_path / "x", "--base", base.path,
+                       "--fit", "squash")
+    assert code == 2 and "--fit must be crop or pad" in err and not (tmp_path / "x").exists()
     rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in rows] == [0, 1] and rows[0]["input"] == "mine.png" and rows[0]["strength"] == 0.6
     assert rows[0]["prompt"] == "a picture in pop art style"  # the adapter's content-free caption

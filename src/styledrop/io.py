@@ -74,13 +74,13 @@ def read_json(path) -> dict:
         raise UserError(f"{path} is not valid JSON ({e})") from None
 
 
-def load_image(path, size: int = 64) -> tuple[np.ndarray, list[str]]:
+def load_image(path, size: int = 64, fit: str = "crop") -> tuple[np.ndarray, list[str]]:
     """Read any image file as (size, size, 3) uint8 RGB; returns it with notes on what was converted."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image not found: {path}")
     with open(path, "rb") as f:
-        return decode_image(f, str(path), size)
+        return decode_image(f, str(path), size, fit)
 
 
 MAX_SIDE = 4096
@@ -90,8 +90,31 @@ MAX_PIXELS = MAX_SIDE * MAX_SIDE  # a 12000x12000 PNG of 446 KB would take 560 M
 READABLE = {"PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP"}  # MPO: a JPEG from a camera, with a second frame
 
 
-def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[str]]:
-    """Like :func:`load_image`, from bytes or an open binary file; ``label`` names it in errors."""
+FITS = ("crop", "pad")
+
+
+def square(im: Image.Image, fit: str) -> tuple[Image.Image, str | None]:
+    """A non-square picture made square without squashing it: its centre square (``crop``), or the whole picture
+    on a square of its own edge colour (``pad``); with a note saying which."""
+    w, h = im.size
+    if w == h:
+        return im, None
+    if fit == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        return im.crop((left, top, left + side, top + side)), f"centre-cropped {w}x{h} to {side}x{side}"
+    side = max(w, h)
+    edge = np.asarray(im)[[0, -1]].reshape(-1, 3) if h < w else np.asarray(im)[:, [0, -1]].reshape(-1, 3)
+    out = Image.new("RGB", (side, side), tuple(int(v) for v in np.median(edge, 0)))
+    out.paste(im, ((side - w) // 2, (side - h) // 2))
+    return out, f"padded {w}x{h} to {side}x{side}"
+
+
+def decode_image(source, label: str, size: int = 64, fit: str = "crop") -> tuple[np.ndarray, list[str]]:
+    """Like :func:`load_image`, from bytes or an open binary file; ``label`` names it in errors. A non-square
+    picture is centre-cropped (``fit="crop"``) or padded (``"pad"``), never squashed."""
+    if fit not in FITS:
+        raise UserError(f"unknown fit {fit!r}; expected one of {', '.join(FITS)}")
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -111,6 +134,8 @@ def decode_image(source, label: str, size: int = 64) -> tuple[np.ndarray, list[s
                     white = Image.new("RGBA", im.size, (255, 255, 255, 255))
                     im = Image.alpha_composite(white, im)
                 im = im.convert("RGB")
+            im, squared = square(im, fit)
+            notes += [squared] if squared else []
             if im.size != (size, size):
                 notes.append(f"resized {im.size[0]}x{im.size[1]} to {size}x{size}")
                 im = im.resize((size, size), Image.Resampling.LANCZOS)

@@ -25,13 +25,15 @@ from .base_cmds import (
 )
 from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
 
+FIT_HELP = "A non-square picture: crop its centre square, or pad it to a square with its edge colour (crop | pad)."
 
-def read_images(paths: list[Path], size: int) -> list:
+
+def read_images(paths: list[Path], size: int, fit: str = "crop") -> list:
     """Images at the base's resolution, with a note for each conversion."""
     from ..io import load_image
     images = []
     for p in paths:
-        im, notes = load_image(p, size)
+        im, notes = load_image(p, size, fit)
         for note in notes:
             err.print(f"note: {p}: {note}")
         images.append(im)
@@ -64,6 +66,7 @@ def train(
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
     compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
+    fit: str = typer.Option("crop", help=FIT_HELP),
 ):
     """Train a style adapter (--image) or a subject adapter (--subject). Resumes from OUT's checkpoint if one exists.
 
@@ -95,12 +98,14 @@ def train(
         caption = caption_for(content, descriptor)
         info = {"role": "style", "style": descriptor, "content": content, "caption": caption}
     rank = rank or (4 if adapter == "lora" else 8)
+    if fit not in ("crop", "pad"):
+        fail(f"--fit must be crop or pad, got {fit!r}")
     try:
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
     model = load_base(base, device, dtype, compile)
-    images = read_images(paths, model.image_size)
+    images = read_images(paths, model.image_size, fit)
     captions = [caption] * len(images)
     if subject and prior:
         class_prompt = f"{world.article(class_noun)} {class_noun}"

@@ -41,6 +41,8 @@ def restyle(
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
+    fit: str = typer.Option("crop", help="A non-square picture: crop its centre square, or pad it to a square "
+                            "with its edge colour (crop | pad)."),
 ):
     """Restyle existing pictures: re-mask a fraction of their tokens and re-draw them with the style adapter.
 
@@ -55,13 +57,15 @@ def restyle(
         fail("empty prompt: give some text, e.g. --prompt 'a cat'")
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
+    if fit not in ("crop", "pad"):
+        fail(f"--fit must be crop or pad, got {fit!r}")
     try:
         rc = RestyleConfig(strength=strength, select=select)
     except ValueError as e:
         fail(str(e))
     cfg = sample_config(steps, lambda_b + 1, seed, token_temperature)
     model = load_base(base, device, dtype)
-    pictures = read_images(image, model.image_size)
+    pictures = read_images(image, model.image_size, fit)
     theta, descriptor = None, ""
     if adapter is not None:
         theta, meta = adapters.load(adapter, model)
