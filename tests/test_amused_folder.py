@@ -105,3 +105,26 @@ def test_broken_folders_get_one_line_before_any_work(cli, folder, tmp_path):
     config.write_text(json.dumps(json.loads(config.read_text()) | {"model_max_length": 10**30}))
     with pytest.raises(UserError, match="model_max_length"):
         MuseBase.load(huge)
+
+
+def test_the_real_vq_encodes_and_decodes_in_bounded_chunks(folder, monkeypatch):
+    import torch
+
+    from styledrop.muse import vq as vq_module
+    base = MuseBase.load(folder)
+    x = torch.rand(5, 3, base.image_size, base.image_size) * 2 - 1
+    whole_idx, whole = base.vq.encode_indices(x), None
+    whole = base.vq.decode_indices(whole_idx)
+    calls = {"encode": 0, "decode": 0}
+    for name in calls:
+        real = getattr(base.vq.vq, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(base.vq.vq, name, counted)
+    monkeypatch.setattr(vq_module, "PIXELS_PER_CALL", 2 * base.image_size ** 2)  # 2 pictures a call
+    idx = base.vq.encode_indices(x)
+    assert torch.equal(idx, whole_idx) and calls["encode"] == 3  # 2 + 2 + 1, the same tokens as one call
+    assert torch.allclose(base.vq.decode_indices(idx), whole, atol=1e-5) and calls["decode"] == 3

@@ -69,7 +69,11 @@ def restyle(base, images: list[np.ndarray], prompts: list[str], cfg: SampleConfi
     """Restyled (B, H, W, 3) uint8 images and the re-masked grids (B, N) (True where re-drawn).
 
     Image i keeps seed ``cfg.seed + i``, as in ``sample``."""
-    tokens = base.vq.encode_indices(to_tensor(images).to(base.device)).flatten(1).cpu()  # (B, N)
+    # each distinct picture is encoded once (restyling one picture n times passes it n times)
+    distinct = {im.tobytes(): im for im in images}
+    keys = list(distinct)
+    codes = base.vq.encode_indices(to_tensor(list(distinct.values())).to(base.device)).flatten(1).cpu()
+    tokens = codes[[keys.index(im.tobytes()) for im in images]]  # (B, N)
     n = tokens.shape[1]
     count = round(rc.strength * n)
     fn = guided_logits_fn(base, prompts, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)

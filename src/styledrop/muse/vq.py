@@ -111,6 +111,9 @@ class TinyVQModel(ModelMixin, ConfigMixin):
         return DecoderOutput(sample=(self.decode_indices(indices.reshape(b, h, w)) + 1) / 2)
 
 
+PIXELS_PER_CALL = 4 * 256 * 256  # 4 pictures at 256 px, 1 at 512: under 1 GB of VQ activations a call
+
+
 class DiffusersVQ(nn.Module):
     """The same interface over diffusers' ``VQModel`` (real aMUSEd folders).
 
@@ -130,12 +133,19 @@ class DiffusersVQ(nn.Module):
     def codebook_size(self) -> int:
         return self.vq.config.num_vq_embeddings
 
+    def per_chunk(self, side: int) -> int:
+        """Pictures of ``side`` px that one VQ call takes: aMUSEd's VQ-GAN needs about 0.16 GB a picture to encode
+        at 256 px and 0.64 GB (0.85 to decode) at 512, so a feedback round's 62 pictures in one call would not fit."""
+        return max(1, PIXELS_PER_CALL // (side * side))
+
     @torch.no_grad()
     def encode_indices(self, x):
         p = next(self.vq.parameters())
-        latents = self.vq.encode(((x + 1) / 2).to(p.device, p.dtype)).latents
-        idx = self.vq.quantize(latents)[2][2]
-        return idx.view(x.shape[0], latents.shape[2], latents.shape[3])
+        per, out = self.per_chunk(x.shape[-1]), []
+        for i in range(0, len(x), per):
+            latents = self.vq.encode(((x[i:i + per] + 1) / 2).to(p.device, p.dtype)).latents
+            out.append(self.vq.quantize(latents)[2][2].view(-1, latents.shape[2], latents.shape[3]))
+        return torch.cat(out)
 
     @torch.no_grad()
     def code_vectors(self) -> torch.Tensor:
@@ -144,9 +154,12 @@ class DiffusersVQ(nn.Module):
     @torch.no_grad()
     def decode_indices(self, idx):
         b, h, w = idx.shape
-        out = self.vq.decode(idx.reshape(b, -1), force_not_quantize=True,
-                             shape=(b, h, w, self.vq.config.latent_channels)).sample
-        return out.clamp(0, 1) * 2 - 1
+        per, out = self.per_chunk(h * self.scale), []
+        for i in range(0, b, per):
+            part = idx[i:i + per]
+            out.append(self.vq.decode(part.reshape(len(part), -1), force_not_quantize=True,
+                                      shape=(len(part), h, w, self.vq.config.latent_channels)).sample)
+        return torch.cat(out).clamp(0, 1) * 2 - 1
 
 
 @torch.no_grad()
