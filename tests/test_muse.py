@@ -284,9 +284,10 @@ def test_evaluate_base_and_bench_commands(cli, base):
     assert code == 0 and r["guided_same_tokens"] and r["cfg_images_per_s"] > 0
     assert r["train_flops_per_step"] > 0 and 0 < r["train_fraction_of_peak"] and r["peak_rss_mb"] > 10
     assert r["sampling_speedup"] > 0 and r["train_speedup"] > 0
-    assert r["pipeline_diffusers_s"] > 0 and r["pipeline_speedup"] > 0  # the real AmusedPipeline, same G
+    if "pipeline_skipped" not in r:  # the real AmusedPipeline, same G (while diffusers still has it)
+        assert r["pipeline_diffusers_s"] > 0 and r["pipeline_speedup"] > 0 and r["compiled_pipeline_speedup"] > 0
     # ours again with G compiled, against the same eager reference loops
-    assert r["compiled_sampling_speedup"] > 0 and r["compiled_train_speedup"] > 0 and r["compiled_pipeline_speedup"] > 0
+    assert r["compiled_sampling_speedup"] > 0 and r["compiled_train_speedup"] > 0
     assert 0 < r["compiled_train_fraction_of_peak"] and r["compiled_peak_rss_mb"] >= r["peak_rss_mb"]
 
 
@@ -431,7 +432,10 @@ def test_g_may_read_a_text_tower_that_never_saw_a_picture(tmp_path):
 def test_diffusers_amused_pipeline_loads_and_runs_the_tiny_base(base):
     """A real diffusers client: AmusedPipeline reads our folder (after `import styledrop`, which model_index.json
     names for the toy VQ), given our transformer so that its position table comes along; its pixels are our VQ's."""
-    from diffusers import AmusedPipeline
+    diffusers = pytest.importorskip("diffusers")
+    if not hasattr(diffusers, "AmusedPipeline"):
+        pytest.skip("this diffusers has dropped AmusedPipeline (deprecated since 0.33.1); our core does not use it")
+    AmusedPipeline = diffusers.AmusedPipeline
 
     import styledrop  # noqa: F401  (diffusers resolves ["styledrop", "TinyVQModel"] through it)
     from styledrop.muse.base import load_transformer
