@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -216,6 +217,13 @@ def test_the_studio_ticks_the_best_of_each_batch_by_clip(amused, scorer_dir, tmp
         studio.start_training("in red style", steps=2).wait(120)  # raises the training's error, if any
         first = client.post("/api/generate", json={"prompt": "a red picture", "n": 3}).json()["images"]
         second = client.post("/api/generate", json={"prompt": "a blue picture", "n": 2, "seed": 5}).json()["images"]
+        # round 2 reads the ticked pictures back at the base's own size (32 px here), not the world's 64
+        assert client.post("/api/round2", json={"ids": [first[0]["id"], second[1]["id"]], "steps": 2}
+                           ).status_code == 202
+        while not client.get("/api/status").json()["job"]["state"] in ("done", "failed"):
+            time.sleep(0.05)
+        assert client.get("/api/status").json()["job"]["state"] == "done", client.get("/api/status").json()["job"]
+        assert client.get("/api/status").json()["rounds"] == [1, 2]
         r = client.post("/api/picks/clip")
         if scorer is None:
             assert r.status_code == 400 and "--scorer" in r.json()["error"] and "clip_t" not in first[0]
