@@ -231,3 +231,10 @@ def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base
         TrainConfig(prior=-1)
     with pytest.raises(ValueError, match="needs prior_prompts"):
         train_adapter(base, [ref], "a fish", adapters.AdapterConfig("bottleneck", 8), TrainConfig(steps=1, prior=1.0))
+
+
+def test_the_tiny_base_keeps_its_tuned_defaults(base):
+    from styledrop import defaults
+    chosen, sources = defaults.settle(base, {k: None for k in defaults.KEYS})
+    assert chosen == defaults.TINY and set(sources.values()) == {defaults.TINY_SOURCE}
+    assert chosen["lambda_a"] == 0.5 and chosen["lambda_b"] == 1.0 and chosen["sample_steps"] == 12

@@ -127,4 +127,40 @@ def test_the_real_vq_encodes_and_decodes_in_bounded_chunks(folder, monkeypatch):
     monkeypatch.setattr(vq_module, "PIXELS_PER_CALL", 2 * base.image_size ** 2)  # 2 pictures a call
     idx = base.vq.encode_indices(x)
     assert torch.equal(idx, whole_idx) and calls["encode"] == 3  # 2 + 2 + 1, the same tokens as one call
-    assert torch.allclose(base.vq.decode_indices(idx), whole, atol=1e-5) and calls["decode"] == 3
+    assert (base.vq.decode_indices(idx) - whole).abs().max() < 1e-3 and calls["decode"] == 3  # conv rounding
+
+
+def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_path):
+    import shutil
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
+    style = tmp_path / "style.safetensors"
+    code, _, err = cli("train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2,
+                       "--base", folder)
+    assert code == 0, err
+    # aMUSEd without a styledrop.json: diffusers' StyleDrop recipe for the adapter, the paper's sampling, each named
+    assert "adapter lora (aMUSEd-256 default: diffusers amused StyleDrop example)" in err
+    assert "steps 2 (given)" in err and "batch 1 (aMUSEd-256 default" in err
+    meta = adapters.load(style, MuseBase.load(folder))[1]
+    assert meta["train"]["kind"] == "lora" and meta["train"]["rank"] == 16 and meta["train"]["lr"] == 4e-4
+    out = tmp_path / "s"
+    code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--n", 1, "--out", out, "--base", folder,
+                       "--lambda-b", 3)
+    assert code == 0, err
+    assert "λA 2.0 (aMUSEd-256 default: StyleDrop paper)" in err and "steps 36 (aMUSEd-256 default" in err
+    row = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
+    assert row["lambda_a"] == 2.0 and row["lambda_b"] == 3 and row["steps"] == 36
+    assert row["sources"]["lambda_b"] == "given" and "StyleDrop paper" in row["sources"]["lambda_a"]
+
+    # a base folder's own styledrop.json wins over the built-in defaults, and a flag over both
+    own = tmp_path / "own-defaults"
+    shutil.copytree(folder, own)
+    (own / "styledrop.json").write_text(json.dumps({"settings": {"sample_steps": 4, "lambda_a": 1.0},
+                                                    "source": "tuned by hand"}))
+    code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--n", 1, "--out", tmp_path / "o",
+                       "--base", own, "--steps", 3)
+    assert code == 0, err
+    assert "λA 1.0 (styledrop.json in the base folder (tuned by hand))" in err and "steps 3 (given)" in err
+    (own / "styledrop.json").write_text(json.dumps({"settings": {"lambda_c": 1.0}}))
+    code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--out", tmp_path / "bad", "--base", own)
+    assert code == 2 and "unknown settings lambda_c" in err and not (tmp_path / "bad").exists()

@@ -59,3 +59,20 @@ def test_generation_is_split_across_processes_with_the_same_images(base, tmp_pat
         b = np.asarray(Image.open(tmp_path / "two" / f"{i:04d}.png"))
         assert (a == b).all()
     assert (tmp_path / "one" / "metadata.jsonl").read_text() == (tmp_path / "two" / "metadata.jsonl").read_text()
+
+
+def test_sample_is_split_across_processes_with_the_same_images(base, tmp_path):
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
+    style = tmp_path / "style.safetensors"
+    _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
+             "--base", base.path, "--device", "cpu"], 1)
+    args = ["sample", "--adapter", style, "--prompt", "a cat", "--prompt", "a boat", "--n", 3, "--steps", 3,
+            "--seed", 2, "--base", base.path, "--device", "cpu"]
+    _launch([*args, "--out", tmp_path / "one"], 1)
+    _launch([*args, "--out", tmp_path / "two"], 2)
+    for i in range(6):
+        a = np.asarray(Image.open(tmp_path / "one" / f"{i:04d}.png"))
+        b = np.asarray(Image.open(tmp_path / "two" / f"{i:04d}.png"))
+        assert (a == b).all(), i  # the union of the two shares is the one-process output
+    assert (tmp_path / "one" / "metadata.jsonl").read_text() == (tmp_path / "two" / "metadata.jsonl").read_text()

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
+from ..defaults import describe, settle
 from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
     COMPILE_HELP,
     DEVICE_HELP,
     DTYPE_HELP,
+    LAMBDA_A_HELP,
+    LAMBDA_B_HELP,
     SCORER_HELP,
+    STEPS_HELP,
     TOKEN_TEMPERATURE_HELP,
     load_base,
     load_eyes,
-    sample_config,
+    sampling,
+    shared,
     write_images,
 )
 from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
@@ -55,12 +60,15 @@ def train(
     prior: int = typer.Option(0, help="Subject only: add this many base-model images of 'a CLASS' (DreamBooth's "
                               "prior preservation), captioned without the token."),
     content: str = typer.Option("", help="What the style reference shows, e.g. 'a house'."),
-    steps: int = typer.Option(TrainConfig.steps, help="Training steps."),
-    lr: float = typer.Option(TrainConfig.lr, help="Learning rate."),
-    batch: int = typer.Option(8, help="Batch size (references are repeated and masked differently)."),
-    rank: Optional[int] = typer.Option(None, help="Bottleneck width (default 8) or LoRA rank (default 4): <1% of G."),
-    adapter: str = typer.Option("bottleneck", help="bottleneck (the paper's) | shared | lora | token (textual "
-                                "inversion: learns only what the style's words mean to T; G untouched)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps (default: the base's; 200 on the tiny base)."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: the base's; 1e-3 on the tiny base)."),
+    batch: Optional[int] = typer.Option(None, help="Batch size (references are repeated and masked differently; "
+                                        "default: the base's, 8 on the tiny base)."),
+    rank: Optional[int] = typer.Option(None, help="Bottleneck width or LoRA rank (default: the base's; 8, or 4 for "
+                                       "a LoRA, on the tiny base): <1% of G."),
+    adapter: Optional[str] = typer.Option(None, help="bottleneck (the paper's) | shared | lora | token (textual "
+                                          "inversion: learns only what the style's words mean to T; G untouched). "
+                                          "Default: the base's (bottleneck on the tiny base, LoRA on aMUSEd)."),
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -76,7 +84,7 @@ def train(
     from .. import adapters, world
     from ..device import processes
     from ..muse.sampler import SampleConfig, generate
-    from ..train import TrainConfig, caption_for, train_adapter
+    from ..train import caption_for, train_adapter
     if bool(image) == bool(subject):
         fail("give style references with --image, or subject images with --subject (not both)")
     paths = list(image or subject) + list(more or [])
@@ -97,14 +105,19 @@ def train(
             fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
         caption = caption_for(content, descriptor)
         info = {"role": "style", "style": descriptor, "content": content, "caption": caption}
-    rank = rank or (4 if adapter == "lora" else 8)
     if fit not in ("crop", "pad"):
         fail(f"--fit must be crop or pad, got {fit!r}")
+    model = load_base(base, device, dtype, compile)
+    chosen, sources = settle(model, {"adapter": adapter, "rank": rank, "lr": lr, "train_steps": steps,
+                                     "batch": batch})
+    if rank is None and chosen["adapter"] == "lora" and sources["adapter"] == "given" and model.knows_world:
+        chosen["rank"], sources["rank"] = 4, "LoRA on the tiny base"
+    adapter, rank, lr, steps, batch = (chosen[k] for k in ("adapter", "rank", "lr", "train_steps", "batch"))
+    err.print(f"settings: {describe(chosen, sources)}")
     try:
         acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
-    model = load_base(base, device, dtype, compile)
     images = read_images(paths, model.image_size, fit)
     captions = [caption] * len(images)
     if subject and prior:
@@ -128,7 +141,7 @@ def train(
     if procs is not None:
         info["processes"] = procs[1]
     info["train"] = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "images": [str(p) for p in paths],
-                     "prior": prior}
+                     "prior": prior, "rank": rank, "kind": adapter, "sources": sources}
     adapters.save(out, theta, model, info)
     ckpt.unlink(missing_ok=True)
     share = 100 * adapters.param_count(theta) / sum(p.numel() for p in model.transformer.parameters())
@@ -146,10 +159,10 @@ def sample(
     prompts: Optional[Path] = typer.Option(None, help="A text file with one prompt per line."),
     n: int = typer.Option(8, help="Images per prompt."),
     seed: int = typer.Option(0, help="Image i uses seed + i."),
-    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA (paper: 0-2)."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB (paper: 5 on Muse)."),
-    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
+    steps: Optional[int] = typer.Option(None, help=STEPS_HELP),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP),
+    token_temperature: Optional[float] = typer.Option(None, help=TOKEN_TEMPERATURE_HELP),
     negative_prompt: str = typer.Option("", help="Negative prompt n (default: the empty prompt)."),
     gamma: float = typer.Option(0.5, help="With --subject: 0 = pure style, 1 = pure subject (paper: 0.5-0.7)."),
     compose: str = typer.Option("two-theta", help="With --subject: two-theta (the paper's) | stack | merge."),
@@ -175,10 +188,9 @@ def sample(
         fail(f"--gamma must be in [0, 1] (0 = pure style, 1 = pure subject), got {gamma}")
     if compose not in MODES:
         fail(f"unknown --compose {compose!r}; expected one of {', '.join(MODES)}")
-    cfg = sample_config(steps, lambda_b + 1, seed, token_temperature)
     model = load_base(base, device, dtype, compile)
-    settings = {"steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b, "token_temperature": token_temperature,
-                "negative_prompt": negative_prompt,
+    cfg, (lambda_a, lambda_b), chosen = sampling(model, steps, lambda_a, lambda_b, token_temperature, seed)
+    settings = chosen | {"negative_prompt": negative_prompt,
                 "base_id": model.model_id(),
                 "compiled": compile}  # compiled G may flip a token here and there (float rounding)
     if adapter is not None and subject is not None:
@@ -191,17 +203,21 @@ def sample(
         settings |= {"style": str(adapter), "subject": str(subject), "gamma": gamma, "compose": compose}
         t = time.time()
         with composed(model, theta_s, theta_c, compose) as merged:
-            images = generate(model, full, cfg, logits_fn_for=lambda ps: compose_logits_fn(
-                model, ps, descriptor, theta_s, theta_c, mode=compose, gamma=gamma, lambda_a=lambda_a,
-                lambda_b=lambda_b, negative=negative_prompt, merged=merged))
+            images = shared(full, seed, lambda ps, s: generate(
+                model, ps, replace(cfg, seed=s), logits_fn_for=lambda qs: compose_logits_fn(
+                    model, qs, descriptor, theta_s, theta_c, mode=compose, gamma=gamma, lambda_a=lambda_a,
+                    lambda_b=lambda_b, negative=negative_prompt, merged=merged)))
     else:
         theta, meta = adapters.load(adapter or subject, model)
         full = [style_prompt(p, meta.get("style", "")) for p in texts for _ in range(n)]
         settings["adapter"] = str(adapter or subject)
         t = time.time()
         with adapters.attached(theta, model.transformer):
-            images = generate(model, full, cfg, logits_fn_for=lambda ps: guided_logits_fn(
-                model, ps, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a))
+            images = shared(full, seed, lambda ps, s: generate(
+                model, ps, replace(cfg, seed=s), logits_fn_for=lambda qs: guided_logits_fn(
+                    model, qs, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a)))
+    if images is None:  # another process of a multi-process launch: the first one writes
+        return
     rows = [{"file": f"{i:04d}.png", "prompt": p, "seed": seed + i} | settings for i, p in enumerate(full)]
     write_images(out, images, rows)
     err.print(f"wrote {len(images)} images to {out} ({len(images) / (time.time() - t):.1f} images/s)")
@@ -212,10 +228,10 @@ def evaluate_style(
     adapter: Path = typer.Option(..., help="Style adapter to evaluate."),
     reference: Optional[Path] = typer.Option(None, help="Reference image (default: the first one it was trained on)."),
     seeds: int = typer.Option(4, help="Seeds per content."),
-    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
-    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
+    steps: Optional[int] = typer.Option(None, help=STEPS_HELP),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP),
+    token_temperature: Optional[float] = typer.Option(None, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write the adapter's and the base's grids here."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts, one per line (default: "
                                                 "the world's contents on the toy base, everyday subjects on "
@@ -240,8 +256,10 @@ def evaluate_style(
     ref, _ = load_image(ref_path, model.image_size)
     oracles, clip = load_eyes(model, scorer)
     contents = read_prompts(None, prompts_file) if prompts_file else (None if oracles else list(DEFAULT_PROMPTS))
-    report = run(model, oracles, theta, meta, ref, sample_config(steps, lambda_b + 1, 0, token_temperature),
-                 lambda_a, lambda_b, seeds, contents, scorer=clip)
+    cfg, (lambda_a, lambda_b), chosen = sampling(model, steps, lambda_a, lambda_b, token_temperature, 0,
+                                                 quiet=as_json)
+    report = run(model, oracles, theta, meta, ref, cfg, lambda_a, lambda_b, seeds, contents, scorer=clip)
+    report["settings"] = chosen
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=seeds * 3)) for k, v in images.items()})
@@ -262,10 +280,10 @@ def evaluate_compose(
     subject: Path = typer.Option(..., help="Subject adapter."),
     seeds: int = typer.Option(8, help="Images per compose mode (one seed each)."),
     gamma: float = typer.Option(0.5, help="two-theta mixing: 0 = pure style, 1 = pure subject."),
-    steps: int = typer.Option(12, help="MaskGIT decoding steps."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
-    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
+    steps: Optional[int] = typer.Option(None, help=STEPS_HELP),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP),
+    token_temperature: Optional[float] = typer.Option(None, help=TOKEN_TEMPERATURE_HELP),
     out: Optional[Path] = typer.Option(None, help="Also write one grid per compose mode here."),
     scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
@@ -293,9 +311,11 @@ def evaluate_compose(
     style_ref = load_image(adapters.trained_images(meta_s, style)[0], model.image_size)[0]
     subject_images = [load_image(p, model.image_size)[0] for p in adapters.trained_images(meta_c, subject)]
     oracles, clip = load_eyes(model, scorer)
-    report = run(model, oracles, theta_s, meta_s, theta_c, meta_c, style_ref,
-                 sample_config(steps, lambda_b + 1, 0, token_temperature), gamma=gamma, lambda_a=lambda_a,
+    cfg, (lambda_a, lambda_b), chosen = sampling(model, steps, lambda_a, lambda_b, token_temperature, 0,
+                                                 quiet=as_json)
+    report = run(model, oracles, theta_s, meta_s, theta_c, meta_c, style_ref, cfg, gamma=gamma, lambda_a=lambda_a,
                  lambda_b=lambda_b, seeds=seeds, subject_images=subject_images, scorer=clip)
+    report["settings"] = chosen
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=8)) for k, v in images.items()})

@@ -61,11 +61,51 @@ def check_can_compile(device) -> None:
              "install g++, or run without --compile")
 
 
-def sample_config(steps: int, guidance: float, seed: int, token_temperature: float):
+def shared(prompts: list[str], seed: int, draw):
+    """``draw(prompts, seed)`` for every prompt (image i seeded seed + i), split across the processes of a
+    multi-process launch (``accelerate launch``): each draws a contiguous share, and the first process gets all the
+    images in order while the others get None (they write nothing). One process draws them all."""
+    import numpy as np
+
+    from ..device import processes
+    world = processes()
+    if world is None:
+        return draw(prompts, seed)
+    from accelerate.utils import gather_object
+    k, count = world
+    lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
+    mine = draw(prompts[lo:hi], seed + lo) if hi > lo else []
+    parts = gather_object([list(mine)])  # one list per process, in process order
+    return np.stack([im for part in parts for im in part]) if k == 0 else None
+
+
+def sample_config(steps: int, guidance: float, seed: int, token_temperature: float, temperature: float = 1.0):
     try:
-        return SampleConfig(steps=steps, guidance=guidance, seed=seed, token_temperature=token_temperature)
+        return SampleConfig(steps=steps, guidance=guidance, seed=seed, token_temperature=token_temperature,
+                            temperature=temperature)
     except ValueError as e:
         fail(str(e))
+
+
+STEPS_HELP = "MaskGIT decoding steps (default: the base's; 12 on the tiny base, 36 on aMUSEd)."
+LAMBDA_A_HELP = "Adapter guidance λA (default: the base's; 0.5 on the tiny base, 2 on aMUSEd as in the paper)."
+LAMBDA_B_HELP = "Text guidance λB (default: the base's; 1 on the tiny base, 5 on aMUSEd as in the paper)."
+
+
+def sampling(model, steps, lambda_a, lambda_b, token_temperature, seed: int, quiet: bool = False):
+    """The sampler's settings: those given, the rest from the base's defaults (``defaults.py``); says which came
+    from where. Returns (SampleConfig, (λA, λB), {setting: value} for the output's metadata)."""
+    from ..defaults import describe, settle
+    chosen, sources = settle(model, {"sample_steps": steps, "lambda_a": lambda_a, "lambda_b": lambda_b,
+                                     "token_temperature": token_temperature, "temperature": None})
+    if not quiet:
+        err.print(f"settings: {describe(chosen, sources)}")
+    cfg = sample_config(chosen["sample_steps"], chosen["lambda_b"] + 1, seed, chosen["token_temperature"],
+                        chosen["temperature"])
+    meta = {"steps": chosen["sample_steps"], "lambda_a": chosen["lambda_a"], "lambda_b": chosen["lambda_b"],
+            "token_temperature": chosen["token_temperature"], "temperature": chosen["temperature"],
+            "sources": sources}
+    return cfg, (chosen["lambda_a"], chosen["lambda_b"]), meta
 
 
 def write_images(out: Path, images, rows: list[dict], grid=None) -> None:
@@ -197,9 +237,6 @@ def generate(
     Example: styledrop generate --prompt "a fish in neon glow style" --n 8 --out runs/gen"""
     from dataclasses import replace
 
-    import numpy as np
-
-    from ..device import processes
     from ..muse.sampler import generate as run
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
@@ -208,18 +245,9 @@ def generate(
     model = load_base(base, device, dtype, compile)
     prompts = [p for p in prompt for _ in range(n)]
     t = time.time()
-    world = processes()
-    if world is None:
-        images = run(model, prompts, cfg, negative_prompt)
-    else:  # several processes: each draws a contiguous share (image i keeps seed + i), the first one writes
-        from accelerate.utils import gather_object
-        k, count = world
-        lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
-        mine = run(model, prompts[lo:hi], replace(cfg, seed=seed + lo), negative_prompt) if hi > lo else []
-        images = gather_object([list(mine)])  # one list per process, in process order
-        images = np.stack([im for part in images for im in part])
-        if k != 0:
-            return
+    images = shared(prompts, seed, lambda ps, s: run(model, ps, replace(cfg, seed=s), negative_prompt))
+    if images is None:  # another process of a multi-process launch: the first one writes
+        return
     settings = {"steps": steps, "guidance": guidance, "token_temperature": token_temperature,
                 "negative_prompt": negative_prompt,
                 "base": str(model.path), "base_id": model.model_id(),

@@ -8,9 +8,17 @@ from typing import Optional
 
 import typer
 
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from ..train import TrainConfig
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
+from ..defaults import describe, settle
+from .base_cmds import (
+    BASE_HELP,
+    DEVICE_HELP,
+    DTYPE_HELP,
+    LAMBDA_A_HELP,
+    LAMBDA_B_HELP,
+    SCORER_HELP,
+    load_base,
+    load_eyes,
+)
 from .common import app, content_prompts, err, fail, jsonl, png_bytes
 
 
@@ -30,9 +38,9 @@ def feedback(
     ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
-    steps: int = typer.Option(TrainConfig.steps, help="Training steps of each new adapter."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA when generating candidates."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB when generating candidates."),
+    steps: Optional[int] = typer.Option(None, help="Training steps of each new adapter (default: the base's)."),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP + " For the candidates."),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP + " For the candidates."),
     seed: int = typer.Option(0, help="Seed of candidates and training."),
     runs: Optional[Path] = typer.Option(None, help="Where every round's images, scores and choices go "
                                         "(default: OUT's name + '.rounds/')."),
@@ -52,19 +60,26 @@ def feedback(
     own_prompts = content_prompts(prompts_file, "--n-prompts")
     if keep is not None and keep > prompts * per_prompt:
         fail(f"--keep {keep} is more than the {prompts * per_prompt} images a round makes (--prompts x --per-prompt)")
+    model = load_base(base, device, dtype)
+    theta, meta = adapters.load(adapter, model)
+    chosen, sources = settle(model, {"lambda_a": lambda_a, "lambda_b": lambda_b, "train_steps": steps, "lr": None,
+                                     "batch": None})
+    for key in ("lr", "batch"):  # each new round trains as the given adapter was trained, where its file says how
+        if key in meta.get("train", {}):
+            chosen[key], sources[key] = meta["train"][key], f"as {adapter.name} was trained"
+    lambda_a, lambda_b, steps = chosen["lambda_a"], chosen["lambda_b"], chosen["train_steps"]
+    err.print(f"settings: {describe(chosen, sources)}")
     try:
         cfg = FeedbackConfig(select=select, prompts=prompts, per_prompt=per_prompt, keep=keep or 10,
                              clip_i_weight=clip_i_weight, lambda_a=lambda_a, lambda_b=lambda_b, seed=seed)
         manual = [int(x) for x in ids.split(",") if x.strip()] if ids else None
-        train_cfg = TrainConfig(steps=steps, seed=seed)
+        train_cfg = TrainConfig(steps=steps, seed=seed, lr=chosen["lr"], batch=chosen["batch"])
     except ValueError as e:
         fail(str(e))
     if select == "manual" and not manual:
         fail("--select manual needs --ids, e.g. --ids 3,17,40")
     if rounds < 1:
         fail(f"--rounds must be at least 1, got {rounds}")
-    model = load_base(base, device, dtype)
-    theta, meta = adapters.load(adapter, model)
     oracles, clip = load_eyes(model, scorer)
     if select == "clip" and clip is None:
         fail(NO_SCORER)
@@ -87,7 +102,8 @@ def feedback(
         files["scores.jsonl"] = jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])
         staged_dir(runs / f"round{k}", files)
         info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": adapter.name},
-                       "train": meta["train"] | {"steps": steps, "captions": record["captions"], "images": paths}}
+                       "train": meta["train"] | {"steps": steps, "lr": chosen["lr"], "batch": chosen["batch"],
+                                                 "captions": record["captions"], "images": paths, "sources": sources}}
         adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
         err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
                   f"{time.time() - t:.0f}s so far")

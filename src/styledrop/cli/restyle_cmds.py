@@ -8,15 +8,17 @@ from typing import Optional
 
 import typer
 
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
 from ..restyle import SELECTS, RestyleConfig
 from .base_cmds import (
     BASE_HELP,
     DEVICE_HELP,
     DTYPE_HELP,
+    LAMBDA_A_HELP,
+    LAMBDA_B_HELP,
+    STEPS_HELP,
     TOKEN_TEMPERATURE_HELP,
     load_base,
-    sample_config,
+    sampling,
     write_images,
 )
 from .common import app, err, fail
@@ -34,10 +36,10 @@ def restyle(
     select: str = typer.Option(RestyleConfig.select, help=f"Which tokens are re-drawn: {' | '.join(SELECTS)}."),
     n: int = typer.Option(4, help="Outputs per input picture."),
     seed: int = typer.Option(0, help="Output i uses seed + i, as in `sample`."),
-    steps: int = typer.Option(12, help="MaskGIT decoding steps of the whole schedule (restyling runs its tail)."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
-    token_temperature: float = typer.Option(SampleConfig.token_temperature, help=TOKEN_TEMPERATURE_HELP),
+    steps: Optional[int] = typer.Option(None, help=STEPS_HELP + " Restyling runs the schedule's tail."),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP),
+    token_temperature: Optional[float] = typer.Option(None, help=TOKEN_TEMPERATURE_HELP),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -63,8 +65,8 @@ def restyle(
         rc = RestyleConfig(strength=strength, select=select)
     except ValueError as e:
         fail(str(e))
-    cfg = sample_config(steps, lambda_b + 1, seed, token_temperature)
     model = load_base(base, device, dtype)
+    cfg, (lambda_a, lambda_b), chosen = sampling(model, steps, lambda_a, lambda_b, token_temperature, seed)
     pictures = read_images(image, model.image_size, fit)
     theta, descriptor = None, ""
     if adapter is not None:
@@ -75,9 +77,9 @@ def restyle(
     inputs = [p for p in pictures for _ in range(n)]
     images, remasked = run(model, inputs, [text] * len(inputs), cfg, rc, theta, lambda_a, lambda_b)
     rows = [{"file": f"{i:04d}.png", "input": image[i // n].name, "strength": strength, "select": select,
-             "prompt": text, "seed": seed + i, "redrawn": int(remasked[i].sum()), "steps": steps,
-             "lambda_a": lambda_a, "lambda_b": lambda_b, "adapter": adapter.name if adapter else None,
-             "base_id": model.model_id()} for i in range(len(images))]
+             "prompt": text, "seed": seed + i, "redrawn": int(remasked[i].sum()),
+             "adapter": adapter.name if adapter else None, "base_id": model.model_id()} | chosen
+            for i in range(len(images))]
     beside = [im for j, p in enumerate(pictures) for im in [p, *images[j * n:(j + 1) * n]]]  # each input, its outputs
     write_images(out, images, rows, grid=world.grid(beside, cols=n + 1))
     err.print(f"restyled {len(pictures)} picture(s) x {n} at strength {strength} into {out} "

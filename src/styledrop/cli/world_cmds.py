@@ -13,7 +13,6 @@ from rich.table import Table
 
 from .. import world
 from ..io import image_files, load_image, staged_dir
-from ..train import TrainConfig
 from .common import app, err, fail, jsonl, oracle_app, png_bytes, progress_bar
 
 
@@ -70,13 +69,19 @@ def oracle_check(
     from .. import oracle
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
-    acc = oracle.Oracles.load().accuracy(oracle.test_set(n, oracle.TEST_SEED if seed is None else seed))
+    oracles, seed = oracle.Oracles.load(), oracle.TEST_SEED if seed is None else seed
+    acc = oracles.accuracy(oracle.test_set(n, seed))
+    acc["variants"] = oracle.variant_check(oracles, max(16, n // 10), seed)  # each variant against its parent
     if as_json:
         print(json.dumps(acc))
         return
     ok = lambda a: "[green]ok[/]" if a >= 0.95 else "[red]below 95%[/]"  # noqa: E731
     err.print(f"content accuracy {acc['content_acc']:.3f} {ok(acc['content_acc'])}")
     err.print(f"style accuracy   {acc['style_acc']:.3f} {ok(acc['style_acc'])}")
+    for variant, row in acc["variants"].items():
+        parent = world.styles.VARIANT_OF[variant]
+        err.print(f"{variant} vs {parent}: {row['variant_acc']:.3f} / {row['parent_acc']:.3f} "
+                  f"{ok(min(row.values()))}")
 
 
 @oracle_app.command("classify")
@@ -126,7 +131,7 @@ def oracle_train(
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where to write the demo's outputs."),
     style: str = typer.Option("pop_art", help="Toy-world style of the reference (a held-out one by default)."),
-    steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps."),
+    steps: Optional[int] = typer.Option(None, help="Adapter training steps (default: the base's)."),
     base: Optional[Path] = typer.Option(None, help="Base model folder (default: the shipped tiny base)."),
 ):
     """The main job on the embedded default: one reference image of a style the base never saw ->
@@ -139,7 +144,7 @@ def demo(
     from ..evaluate import oracle_scores
     from ..io import save_png
     from ..muse.base import DEFAULT_BASE
-    from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate
+    from ..muse.sampler import generate
     from ..oracle import Oracles
     from .adapter_cmds import sample, train
     from .base_cmds import load_base, sample_config
@@ -159,19 +164,21 @@ def demo(
     err.print(f"reference: {out / 'reference.png'} (a house {descriptor})")
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
-          token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=TrainConfig.lr, batch=8, rank=8,
-          adapter="bottleneck", seed=0, base=base, device=None, dtype=None, compile=False)
+          token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=None, batch=None, rank=None,
+          adapter=None, seed=0, base=base, device=None, dtype=None, compile=False, fit="crop")
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,
-           prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=12,
-           lambda_a=DEFAULT_LAMBDA_A, lambda_b=DEFAULT_LAMBDA_B, token_temperature=SampleConfig.token_temperature,
+           prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=None,
+           lambda_a=None, lambda_b=None, token_temperature=None,
            negative_prompt="", gamma=0.5, compose="two-theta", base=base, device=None, dtype=None, compile=False)
     rows = [json.loads(x) for x in (out / "samples" / "metadata.jsonl").read_text().splitlines()]
     images = [load_image(out / "samples" / r["file"])[0] for r in rows]
     # the base alone on the same prompts (descriptor included) and seeds: what the adapter adds
     model = load_base(base)
-    alone = generate(model, [r["prompt"] for r in rows], sample_config(12, SampleConfig.guidance, 0,
-                                                                        SampleConfig.token_temperature))
+    # plain CFG at the sampler's text guidance (1 + λB) and steps
+    alone = generate(model, [r["prompt"] for r in rows], sample_config(rows[0]["steps"], 1 + rows[0]["lambda_b"], 0,
+                                                                        rows[0]["token_temperature"],
+                                                                        rows[0]["temperature"]))
     wanted = [c for c in contents for _ in range(2)]
     oracles = Oracles.load()
     scores = {"base alone": oracle_scores(oracles, alone, wanted, [style] * len(alone)),
