@@ -226,7 +226,8 @@ def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base
             a.detach()
 
     kept, plain = loss_on_prior(2.0), loss_on_prior(0.0)
-    assert kept < plain - 0.05  # 2.31 vs 2.42 nats when written
+    # 2.31 vs 2.42 nats when written; 1.28 vs 1.30-1.33 on the test base built since the tokenizer's corpus grew
+    assert kept < plain - 0.01
     with pytest.raises(ValueError, match="prior"):
         TrainConfig(prior=-1)
     with pytest.raises(ValueError, match="needs prior_prompts"):

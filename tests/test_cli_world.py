@@ -19,6 +19,11 @@ def test_world_command_writes_images_metadata_and_grid(cli, tmp_path):
     # same seed -> byte-identical files
     code, _, _ = cli("world", "--n", 6, "--out", tmp_path / "again", "--style", "lava", "--seed", 3)
     assert (tmp_path / "again" / "00004.png").read_bytes() == (out / "00004.png").read_bytes()
+    # the paper's regime: held-out variants of pretraining styles, by their split
+    code, _, _ = cli("world", "--n", 8, "--out", tmp_path / "v", "--split", "heldout_variant")
+    rows = [json.loads(x) for x in (tmp_path / "v" / "metadata.jsonl").read_text().splitlines()]
+    assert code == 0 and {r["style"] for r in rows} <= set(world.HELDOUT_VARIANTS)
+    assert {r["split"] for r in rows} == {"heldout_variant"}
 
 
 def test_world_bad_input_exits_2_and_writes_nothing(cli, tmp_path):

@@ -58,7 +58,8 @@ def test_evaluate_tokenizer_and_clip_on_stage_folders(cli, stages, tmp_path):
     code, out, err = cli("evaluate", "tokenizer", "--base", stages, "--n", 4, "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert set(report) == {"pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both", "space"}
+    assert set(report) == {"pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both",
+                           "heldout_variant", "space"}
     assert all(0 < r["psnr"] < 60 and 0 <= r["content_acc"] <= 1 for r in report.values())
     pic = tmp_path / "mine.png"
     grid([np.zeros((64, 64, 3), np.uint8)] * 4).save(pic)  # a picture drawn outside the world, of another size

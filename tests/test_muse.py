@@ -223,7 +223,7 @@ def test_bad_base_folders_are_named(tmp_path, base):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(base.path, corrupt)
     (corrupt / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="cannot load"):
+    with pytest.raises(UserError, match="diffusion_pytorch_model.safetensors is incomplete or corrupt"):
         MuseBase.load(corrupt)
 
 

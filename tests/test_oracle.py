@@ -23,6 +23,9 @@ def test_shipped_oracles_reach_95_percent(cli):
     acc = json.loads(out)
     assert code == 0
     assert acc["content_acc"] >= 0.95 and acc["style_acc"] >= 0.95, acc
+    # each held-out variant is told from its parent on fresh renders, both ways
+    assert set(acc["variants"]) == set(world.HELDOUT_VARIANTS)
+    assert all(min(row.values()) >= 0.95 for row in acc["variants"].values()), acc["variants"]
 
 
 def test_classify_reads_files_and_folders(cli, tmp_path):

@@ -19,6 +19,19 @@ def test_world_has_enough_classes_and_a_split():
     assert len(world.pairs()) == len(world.CONTENTS) * len(world.STYLE_NAMES)
 
 
+def test_held_out_variants_are_new_instances_of_pretraining_styles_never_pretrained_on():
+    pretrain_styles = {s for _, s in world.pairs("pretrain")}
+    assert len(world.HELDOUT_VARIANTS) == 4 and not pretrain_styles & set(world.HELDOUT_VARIANTS)
+    for variant, parent in world.styles.VARIANT_OF.items():
+        assert parent in pretrain_styles and parent in world.PRETRAIN_STYLES
+        assert world.split_of("house", variant) == "heldout_variant"
+        assert world.split_of("rocket", variant) == "heldout_both"
+        a = world.render("house", variant, np.random.default_rng(1))
+        b = world.render("house", parent, np.random.default_rng(1))
+        assert np.abs(a.astype(int) - b.astype(int)).mean() > 20  # a clear change of palette, ground or tiles
+    assert {s for _, s in world.pairs("heldout_variant")} == set(world.HELDOUT_VARIANTS)
+
+
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ():
     a = world.batch(12, 7, world.pairs())
     b = world.batch(12, 7, world.pairs())

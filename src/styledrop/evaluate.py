@@ -123,7 +123,10 @@ def space_heldout_fraction(oracles: Oracles, n: int = 2000, seed: int = 11) -> d
     samples = world.batch(n, seed, world.choose_pairs(style=world.SPACE))
     called = [p["style"] for p in oracles.classify([s.image for s in samples])]
     by_style = {s: float(np.mean([c == s for c in called])) for s in world.HELDOUT_STYLES}
-    return {"heldout_fraction": float(sum(by_style.values())), "by_style": by_style, "n": n}
+    # the paper's regime: how often a style-space look is one of the held-out variants (never pretrained on)
+    by_variant = {s: float(np.mean([c == s for c in called])) for s in world.HELDOUT_VARIANTS}
+    return {"heldout_fraction": float(sum(by_style.values())), "by_style": by_style, "n": n,
+            "variant_fraction": float(sum(by_variant.values())), "by_variant": by_variant}
 
 
 def style_prompt(content_prompt: str, descriptor: str) -> str:

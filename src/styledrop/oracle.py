@@ -131,6 +131,19 @@ def test_set(n: int = 2000, seed: int = TEST_SEED) -> list[world.Sample]:
     return world.batch(n, seed, world.pairs())
 
 
+def variant_check(oracles: "Oracles", n: int = 400, seed: int = TEST_SEED) -> dict:
+    """How well the style oracle tells each held-out variant from its parent, on fresh renders of both:
+    {variant: {"variant_acc": called the variant, "parent_acc": the parent's renders called the parent}}."""
+    out = {}
+    for variant, parent in world.styles.VARIANT_OF.items():
+        row = {}
+        for key, style in (("variant_acc", variant), ("parent_acc", parent)):
+            samples = world.batch(n, seed, [(c, style) for c in world.CONTENTS])
+            row[key] = oracles.accuracy(samples)["style_acc"]
+        out[variant] = row
+    return out
+
+
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Mild blur on some images and pixel noise on all: generated images are a bit soft."""
     b = x.shape[0]

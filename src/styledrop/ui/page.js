@@ -218,19 +218,25 @@ async function restore() {
     `${r.id} · ${r.descriptor || "no style yet"} · ${r.rounds.length} round(s) · ${r.images} pictures`, r.id)));
   $("open-run-btn").disabled = !$("run-list").options.length;
   applyStatus(s);
-  poll();
+  poll(true);
 }
 
-function poll() {
-  clearInterval(polling);
-  polling = setInterval(async () => {
+let pollDelay = 400;
+function poll(soon = false) {
+  // always following the server, so a second tab sees what the first one started: fast while anything runs
+  clearTimeout(polling);
+  polling = setTimeout(async () => {
+    let busy = true;
     try {
       const s = await call("/api/status");
       if (s.run !== runId) { await restore(); return; }  // another tab opened another run
       applyStatus(s);
-      if (!s.running && !s.queue.length) clearInterval(polling);
-    } catch (e) { showError(null, e.message); clearInterval(polling); }
-  }, 400);
+      busy = Boolean(s.running || s.queue.length);
+      showError(null, "");
+    } catch (e) { showError(null, `lost the server: ${e.message}`); }
+    pollDelay = busy ? 400 : 2000;
+    poll();
+  }, soon ? 50 : pollDelay);
 }
 
 function uploader(inputId, clearId, kind, notesId, where) {
@@ -256,7 +262,7 @@ uploader("subject-files", "clear-subject", "subject", "subject-notes", "subject"
 
 async function startJob(url, data, where) {
   showError(where, "");
-  try { await postJSON(url, data); poll(); } catch (e) { showError(where, e.message); }
+  try { await postJSON(url, data); poll(true); } catch (e) { showError(where, e.message); }
 }
 
 $("train-btn").addEventListener("click", () => startJob("/api/train", {
@@ -304,7 +310,7 @@ $("generate-btn").addEventListener("click", async () => {
   $("generating").hidden = false;
   $("generate-status").textContent = `generating ${$("n").value} images (waits its turn in the queue)…`;
   showError("generate", "");
-  poll();
+  poll(true);
   try {
     const round = $("style-round").value;
     const r = await postJSON("/api/generate", {prompt: $("prompt").value, n: Number($("n").value),
@@ -331,7 +337,7 @@ $("restyle-btn").addEventListener("click", async () => {
   form.append("seed", $("seed").value);
   form.append("prompt", $("prompt").value);
   if ($("style-round").value) form.append("style_round", $("style-round").value);
-  poll();
+  poll(true);
   try {
     const r = await call("/api/restyle", {method: "POST", body: form});
     addImages(r.images);

@@ -4,7 +4,9 @@ Split (fixed; see docs/experiments.md "The world and the oracles"):
 - held-out styles and held-out contents are never used to pretrain the base model; they
   test StyleDrop on a style / subject the base never saw;
 - among the remaining (content, style) pairs, those with (content index + style index) % 12
-  == 0 are held out too, to test whether the base composes a seen style with a seen content.
+  == 0 are held out too, to test whether the base composes a seen style with a seen content;
+- held-out variants (the paper's regime) are new instances of pretraining styles (another palette, ground or
+  tile size), never used in pretraining: the base alone draws their parent, and StyleDrop must bring the rest.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from . import space
 from .shapes import SHAPES
-from .styles import SIZE, STYLES, Canvas, varied
+from .styles import SIZE, STYLES, VARIANT_OF, Canvas, varied
 
 CONTENTS: list[str] = list(SHAPES)
 STYLE_NAMES: list[str] = list(STYLES)
 HELDOUT_CONTENTS = ("umbrella", "rocket", "key")
-HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")
+HELDOUT_STYLES = ("pop_art", "lava", "camouflage", "rainbow")  # the hard regime: looks G has never drawn
+HELDOUT_VARIANTS = tuple(VARIANT_OF)  # the paper's regime: new instances of styles G knows
 PRETRAIN_CONTENTS = [c for c in CONTENTS if c not in HELDOUT_CONTENTS]
-PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES]
+PRETRAIN_STYLES = [s for s in STYLE_NAMES if s not in HELDOUT_STYLES and s not in VARIANT_OF]
 VARIED = "varied"  # not a style: a random rendering per picture (styles.varied), captioned by content only
 SPACE = "space"  # not a style: a look drawn per picture from the style space (space.py), named in its caption
 _PAINTERS = {name: s.paint for name, s in STYLES.items()} | {VARIED: varied}
-SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both")
+SPLITS = ("pretrain", "heldout_pair", "heldout_style", "heldout_content", "heldout_both", "heldout_variant")
 
 POSES = ("random", "centered")  # "centered": upright, unmirrored, within 2 px of the middle (G's pretraining)
 _MIRRORED = {"fish", "car", "bird", "cup", "boat", "moon", "umbrella", "key"}  # asymmetric shapes
@@ -80,13 +83,13 @@ def style_caption(style: str) -> str:
 
 
 def split_of(content: str, style: str) -> str:
-    hs, hc = style in HELDOUT_STYLES, content in HELDOUT_CONTENTS
+    hs, hc = style in HELDOUT_STYLES or style in VARIANT_OF, content in HELDOUT_CONTENTS
     if style in (VARIED, SPACE):
         return "heldout_content" if hc else "pretrain"
     if hs and hc:
         return "heldout_both"
     if hs:
-        return "heldout_style"
+        return "heldout_variant" if style in VARIANT_OF else "heldout_style"
     if hc:
         return "heldout_content"
     i, j = PRETRAIN_CONTENTS.index(content), PRETRAIN_STYLES.index(style)

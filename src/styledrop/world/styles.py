@@ -125,16 +125,17 @@ def pixelate(img: np.ndarray, block: int) -> np.ndarray:
 # ---------------------------------------------------------------- the styles
 
 
-def neon_glow(c: Canvas):
-    bg = c.color((0.03, 0.02, 0.08), 0.01)
-    neon = c.pick([(0.1, 1.0, 1.0), (1.0, 0.15, 0.9), (0.3, 1.0, 0.2)])
+def neon_glow(c: Canvas, ground=(0.03, 0.02, 0.08), inks=((0.1, 1.0, 1.0), (1.0, 0.15, 0.9), (0.3, 1.0, 0.2))):
+    bg = c.color(ground, 0.01)
+    neon = c.pick(inks)
     light = c.thick + 1.6 * blur(c.thick, 2.5) + 0.12 * c.fill
     return np.clip(bg + neon * light[..., None], 0, 1)
 
 
-def watercolor(c: Canvas):
-    paper = flat(c.color((0.96, 0.93, 0.85), 0.01)) - 0.04 * noise(c.rng, 16)[..., None]
-    pigment = c.pick([(0.45, 0.65, 0.9), (0.95, 0.55, 0.6), (0.55, 0.8, 0.5), (0.75, 0.6, 0.9)])
+def watercolor(c: Canvas, paper_rgb=(0.96, 0.93, 0.85),
+               pigments=((0.45, 0.65, 0.9), (0.95, 0.55, 0.6), (0.55, 0.8, 0.5), (0.75, 0.6, 0.9))):
+    paper = flat(c.color(paper_rgb, 0.01)) - 0.04 * noise(c.rng, 16)[..., None]
+    pigment = c.pick(pigments)
     wash = blur(c.fill, 1.3) * (0.55 + 0.45 * noise(c.rng, 5))
     img = over(paper, pigment, wash)
     return over(img, pigment * 0.6, 0.45 * blur(c.edge, 0.8))  # pigment pools at the rim
@@ -148,9 +149,9 @@ def pixel_art(c: Canvas):
     return pixelate(img, 4)
 
 
-def blueprint(c: Canvas):
-    img = flat(c.color((0.08, 0.22, 0.55), 0.015))
-    img = over(img, (0.3, 0.5, 0.85), 0.7 * grid_lines(8, c.phase(8), c.phase(8)))
+def blueprint(c: Canvas, ground=(0.08, 0.22, 0.55), grid=(0.3, 0.5, 0.85)):
+    img = flat(c.color(ground, 0.015))
+    img = over(img, grid, 0.7 * grid_lines(8, c.phase(8), c.phase(8)))
     img = over(img, (0.95, 0.97, 1.0), 0.12 * c.fill)
     return over(img, (0.95, 0.97, 1.0), np.clip(c.thick * 1.2, 0, 1))
 
@@ -200,11 +201,11 @@ def night_sky(c: Canvas):
     return np.clip(over(img, moonlight, c.fill), 0, 1)
 
 
-def mosaic(c: Canvas):
-    px, py = c.phase(8), c.phase(8)
-    img = flat(c.color((0.55, 0.55, 0.52), 0.02))
-    tiles = mix(c.color((0.1, 0.6, 0.6)), c.color((0.95, 0.55, 0.15)), checker(8, px, py))
-    grout = grid_lines(8, px, py, width=1.5)
+def mosaic(c: Canvas, tile=8, grout_rgb=(0.55, 0.55, 0.52), colours=((0.1, 0.6, 0.6), (0.95, 0.55, 0.15))):
+    px, py = c.phase(tile), c.phase(tile)
+    img = flat(c.color(grout_rgb, 0.02))
+    tiles = mix(c.color(colours[0]), c.color(colours[1]), checker(tile, px, py))
+    grout = grid_lines(tile, px, py, width=1.5)
     img = over(img, tiles, c.fill * (1 - grout))
     return over(img, (0.25, 0.25, 0.25), c.edge)
 
@@ -253,6 +254,26 @@ def rainbow(c: Canvas):
     img = over(img, hues[band], c.fill)
     return over(img, (0.15, 0.15, 0.15), c.edge)
 
+
+
+# held-out variants (the paper's regime): new instances of pretraining families, never in pretraining. Each changes
+# the parent's palette, ground or tile size and keeps its technique, as "a particular watercolor" does for Muse.
+
+
+def amber_neon(c: Canvas):
+    return neon_glow(c, ground=(0.16, 0.03, 0.05), inks=((1.0, 0.62, 0.08),))
+
+
+def indigo_watercolor(c: Canvas):
+    return watercolor(c, paper_rgb=(0.84, 0.9, 0.96), pigments=((0.18, 0.2, 0.55), (0.1, 0.3, 0.45)))
+
+
+def red_blueprint(c: Canvas):
+    return blueprint(c, ground=(0.55, 0.07, 0.1), grid=(0.9, 0.45, 0.45))
+
+
+def large_mosaic(c: Canvas):
+    return mosaic(c, tile=16, grout_rgb=(0.3, 0.28, 0.3), colours=((0.55, 0.2, 0.75), (0.65, 0.9, 0.2)))
 
 
 # the varied rendering: a random palette, texture and outline for each picture (no name, no descriptor)
@@ -334,5 +355,12 @@ STYLES = {
         Style("lava", "molten lava style", lava),
         Style("camouflage", "camouflage style", camouflage),
         Style("rainbow", "rainbow bands style", rainbow),
+        Style("amber_neon", "amber neon style", amber_neon),
+        Style("indigo_watercolor", "indigo watercolor style", indigo_watercolor),
+        Style("red_blueprint", "red blueprint style", red_blueprint),
+        Style("large_mosaic", "large mosaic tile style", large_mosaic),
     )
 }
+# each held-out variant's parent: the pretraining style whose descriptor captions it in the paper's regime
+VARIANT_OF = {"amber_neon": "neon_glow", "indigo_watercolor": "watercolor", "red_blueprint": "blueprint",
+              "large_mosaic": "mosaic"}
