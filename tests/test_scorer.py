@@ -220,7 +220,7 @@ def test_the_studio_ticks_the_best_of_each_batch_by_clip(amused, scorer_dir, tmp
         # round 2 reads the ticked pictures back at the base's own size (32 px here), not the world's 64
         assert client.post("/api/round2", json={"ids": [first[0]["id"], second[1]["id"]], "steps": 2}
                            ).status_code == 202
-        while not client.get("/api/status").json()["job"]["state"] in ("done", "failed"):
+        while client.get("/api/status").json()["job"]["state"] not in ("done", "failed"):
             time.sleep(0.05)
         assert client.get("/api/status").json()["job"]["state"] == "done", client.get("/api/status").json()["job"]
         assert client.get("/api/status").json()["rounds"] == [1, 2]
