@@ -137,7 +137,8 @@ def pretrain(
                                  "attention heads (4). A wider G is for a GPU (--device cuda)."),
     g_layers: int = typer.Option(None, min=1, help="G's transformer layers (default: the recipe's, 4)."),
     recipe: str = typer.Option("v1", help="v1: the shipped base; v2: VQ and CLIP that have seen the style space "
-                                          "(pretrained_stages/ holds its finished stages)."),
+                                          "(pretrained_stages/ holds its finished stages); v3: v2's encoders, the VQ "
+                                          "merged into 256 codes (pretrained_stages/vqvae_256), G 16500 steps."),
     stage: str = typer.Option("all", help="all | vq | clip: vq and clip are independent and may run at once."),
     threads: int = typer.Option(None, help="Torch threads (default: all cores)."),
     reuse: Optional[Path] = typer.Option(None, help="Folder of finished stages (vqvae/, tokenizer/, clip/) to start "
