@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from ..io import UserError
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
 from ..muse.text import short
 from .jobs import QueueFull
 from .studio import MAX_IMAGES_PER_CALL, MAX_REFERENCES, Studio
@@ -71,8 +70,8 @@ class GenerateRequest(BaseModel):
     prompt: str = Field(max_length=MAX_PROMPT)
     n: int = Field(8, ge=1, le=MAX_IMAGES_PER_CALL)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    lambda_a: float = Field(DEFAULT_LAMBDA_A, ge=0, le=10, allow_inf_nan=False)
-    lambda_b: float = Field(DEFAULT_LAMBDA_B, ge=0, le=10, allow_inf_nan=False)
+    lambda_a: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)  # default: the base's
+    lambda_b: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     style_round: int | None = None  # default: the latest round
     subject: bool = False  # two-theta with the subject adapter
     gamma: float = Field(0.5, ge=0, le=1, allow_inf_nan=False)
@@ -198,8 +197,9 @@ def create_app(studio: Studio, host: str = "127.0.0.1", token: str | None = None
 
     @app.get("/", response_class=HTMLResponse)
     def page():
-        return (PAGE.read_text().replace("{{TOKEN}}", token).replace("__LAMBDA_A__", str(DEFAULT_LAMBDA_A))
-                .replace("__LAMBDA_B__", str(DEFAULT_LAMBDA_B)))
+        d = studio.defaults  # the base's: the page's sliders and step boxes start there
+        return (PAGE.read_text().replace("{{TOKEN}}", token).replace("__LAMBDA_A__", str(d["lambda_a"]))
+                .replace("__LAMBDA_B__", str(d["lambda_b"])).replace("__TRAIN_STEPS__", str(d["train_steps"])))
 
     @app.get("/static/{name}")
     def static(name: str):

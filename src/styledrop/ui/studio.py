@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import adapters, world
+from .. import adapters, defaults, world
 from ..compose import compose_logits_fn, composed
 from ..evaluate import style_prompt
 from ..io import UserError, decode_image, save_png
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
+from ..muse.sampler import SampleConfig, generate, guided_logits_fn
 from ..muse.text import short
 from ..train import TrainConfig, caption_for, train_adapter
 from . import runs
@@ -32,12 +32,20 @@ SAVE_EVERY = 1.0  # seconds between state saves during a training (its last step
 
 
 class Studio:
-    def __init__(self, base, workdir: Path, adapter_kind: str = "bottleneck", batch: int = 8,
-                 lr: float = TrainConfig.lr, scorer=None, queue_limit: int = MAX_WAITING, log=None):
+    def __init__(self, base, workdir: Path, adapter_kind: str | None = None, batch: int | None = None,
+                 lr: float | None = None, scorer=None, queue_limit: int = MAX_WAITING, log=None):
+        """Settings left None are the base's defaults (``defaults.py``: the tiny base's tuned values, a real
+        aMUSEd folder's from the paper and diffusers' recipe, or the folder's own styledrop.json)."""
         self.base, self.workdir = base, Path(workdir)
         self.scorer = scorer  # scores each generated picture against its prompt (CLIP-T), for ticking by CLIP
-        self.adapter_cfg = adapters.AdapterConfig(adapter_kind, 4 if adapter_kind == "lora" else 8)
-        self.batch, self.lr = batch, lr
+        given = {"adapter": adapter_kind, "rank": None, "lr": lr, "batch": batch, "train_steps": None,
+                 "lambda_a": None, "lambda_b": None, "sample_steps": None, "token_temperature": None,
+                 "temperature": None}
+        self.defaults, self.sources = defaults.settle(base, given)
+        kind = self.defaults["adapter"]
+        rank = 4 if kind == "lora" and adapter_kind is not None and base.knows_world else self.defaults["rank"]
+        self.adapter_cfg = adapters.AdapterConfig(kind, rank)
+        self.batch, self.lr = self.defaults["batch"], self.defaults["lr"]
         self.log = log or (lambda message: None)
         self._state = threading.RLock()  # the run's state and files
         self._decode = threading.Semaphore(1)  # one upload decoded at a time: parallel uploads cannot pile up memory
@@ -325,8 +333,13 @@ class Studio:
         job = Job(kind=kind, total=n, run=run, id=next(self._ids), estimate=None if pace is None else pace * n)
         return self.queue.submit(job).wait()
 
-    def generate(self, prompt: str, n: int = 8, seed: int = 0, lambda_a: float = DEFAULT_LAMBDA_A,
-                 lambda_b: float = DEFAULT_LAMBDA_B, steps: int = 12, style_round: int | None = None,
+    def _sample_config(self, seed: int, steps: int | None = None) -> SampleConfig:
+        d = self.defaults
+        return SampleConfig(steps=steps or d["sample_steps"], seed=seed, token_temperature=d["token_temperature"],
+                            temperature=d["temperature"])
+
+    def generate(self, prompt: str, n: int = 8, seed: int = 0, lambda_a: float | None = None,
+                 lambda_b: float | None = None, steps: int | None = None, style_round: int | None = None,
                  subject: bool = False, gamma: float = 0.5) -> list[dict]:
         """Images in the chosen round's style (default: the latest); with ``subject``, two-theta with the
         subject adapter (the prompt should name the subject, e.g. 'a [v] fish'). Waits for its turn."""
@@ -338,13 +351,15 @@ class Studio:
         if not 0 <= gamma <= 1:
             raise UserError(f"gamma must be in [0, 1], got {gamma}")
         self._check_sampling(style_round, subject)
+        lambda_a = self.defaults["lambda_a"] if lambda_a is None else lambda_a
+        lambda_b = self.defaults["lambda_b"] if lambda_b is None else lambda_b
+        cfg = self._sample_config(seed, steps)
 
         def make():
             style, number = self._style(style_round)
             if subject and self._subject is None:
                 raise UserError("train a subject adapter first (subject section)")
             full = style_prompt(prompt, self.state["descriptor"])
-            cfg = SampleConfig(steps=steps, seed=seed)
             if subject:
                 with composed(self.base, style, self._subject, "two-theta"):
                     images = generate(self.base, [full] * n, cfg, logits_fn_for=lambda ps: compose_logits_fn(
@@ -356,7 +371,7 @@ class Studio:
                         self.base, ps, lambda_b=lambda_b, adapter=style, lambda_a=lambda_a))
             scores = self.scorer.clip_t(images, [prompt] * n).tolist() if self.scorer is not None else None
             fields = {"prompt": prompt, "round": number, "subject": subject, "lambda_a": lambda_a,
-                      "lambda_b": lambda_b, "steps": steps} | ({"gamma": gamma} if subject else {})
+                      "lambda_b": lambda_b, "steps": cfg.steps} | ({"gamma": gamma} if subject else {})
             return self._add_batch(images, fields, seed, scores=scores)
 
         return self._submit_sampling("generate", n, make)
@@ -399,11 +414,12 @@ class Studio:
         def make():
             style, number = self._style(style_round)
             text = style_prompt(prompt.strip() or "a picture", self.state["descriptor"])
-            images, _ = run(self.base, [picture] * n, [text] * n, SampleConfig(seed=seed), rc, style,
-                            DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B)
+            d = self.defaults
+            images, _ = run(self.base, [picture] * n, [text] * n, self._sample_config(seed), rc, style,
+                            d["lambda_a"], d["lambda_b"])
             return self._add_batch(images, {"prompt": text, "round": number, "subject": False, "strength": strength,
-                                            "lambda_a": DEFAULT_LAMBDA_A, "lambda_b": DEFAULT_LAMBDA_B,
-                                            "steps": SampleConfig().steps}, seed, source=picture)
+                                            "lambda_a": d["lambda_a"], "lambda_b": d["lambda_b"],
+                                            "steps": d["sample_steps"]}, seed, source=picture)
 
         rows = self._submit_sampling("restyle", n, make)
         return f"/api/files/{rows[0]['input']}", rows
