@@ -76,3 +76,23 @@ def test_sample_is_split_across_processes_with_the_same_images(base, tmp_path):
         b = np.asarray(Image.open(tmp_path / "two" / f"{i:04d}.png"))
         assert (a == b).all(), i  # the union of the two shares is the one-process output
     assert (tmp_path / "one" / "metadata.jsonl").read_text() == (tmp_path / "two" / "metadata.jsonl").read_text()
+
+
+def test_feedback_candidates_are_split_across_processes_and_round_2_matches_one_process(base, tmp_path):
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
+    style = tmp_path / "style.safetensors"
+    _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
+             "--base", base.path, "--device", "cpu"], 1)
+    outs = {}
+    for k in (1, 2):
+        outs[k] = tmp_path / f"r2-{k}.safetensors"
+        _launch(["feedback", "--adapter", style, "--out", outs[k], "--select", "random", "--n-prompts", 2,
+                 "--per-prompt", 3, "--steps", 3, "--base", base.path, "--device", "cpu"], k)
+    for name in ("scores.jsonl", "0000.png", "0005.png"):  # the same candidates, written once
+        one = (tmp_path / "r2-1.safetensors.rounds" / "round2" / name).read_bytes()
+        assert one == (tmp_path / "r2-2.safetensors.rounds" / "round2" / name).read_bytes(), name
+    one, _ = load_tensors(outs[1])
+    two, _ = load_tensors(outs[2])
+    for key in one:  # round 2 trained on the same pictures, its batches split across the two processes
+        torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=1e-4)

@@ -59,3 +59,20 @@ def processes() -> tuple[int, int] | None:
     from accelerate import PartialState
     state = PartialState(cpu=not torch.cuda.is_available())  # joins the process group: gloo on CPU, NCCL on GPUs
     return state.process_index, state.num_processes
+
+
+def split_draw(prompts: list[str], seed: int, draw, everywhere: bool = False):
+    """``draw(prompts, seed)`` -> images for every prompt (image i seeded seed + i), split across the processes of a
+    multi-process launch: each draws a contiguous share and the shares are gathered in order. The first process
+    gets all the images; the others get None (they write nothing), or all of them too with ``everywhere`` (a
+    feedback round trains on them in every process). One process draws them all, as without a launch."""
+    import numpy as np
+    world = processes()
+    if world is None:
+        return draw(prompts, seed)
+    from accelerate.utils import gather_object
+    k, count = world
+    lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
+    mine = draw(prompts[lo:hi], seed + lo) if hi > lo else []
+    parts = gather_object([list(mine)])  # one list per process, in process order, on every process
+    return np.stack([im for part in parts for im in part]) if k == 0 or everywhere else None

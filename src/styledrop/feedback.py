@@ -22,6 +22,7 @@ import torch
 
 from . import world
 from .adapters import attached
+from .device import split_draw
 from .evaluate import content_prompt, style_prompt
 from .io import UserError
 from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
@@ -41,7 +42,9 @@ class FeedbackConfig:
     clip_i_weight: float = 0.0
     lambda_a: float = DEFAULT_LAMBDA_A
     lambda_b: float = DEFAULT_LAMBDA_B
-    steps: int = 12
+    steps: int = 12  # sampling steps of the candidates
+    token_temperature: float = SampleConfig.token_temperature
+    temperature: float = SampleConfig.temperature
     seed: int = 0
 
     def __post_init__(self):
@@ -72,10 +75,15 @@ DEFAULT_PROMPTS = (
 
 
 def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg: FeedbackConfig) -> np.ndarray:
+    """Every prompt's ``per_prompt`` candidates; under a multi-process launch each process draws a share and
+    all of them get every picture (each then trains its share of round 2's batches on them)."""
     full = [style_prompt(p, descriptor) for p in prompts for _ in range(cfg.per_prompt)]
+    sample = SampleConfig(steps=cfg.steps, seed=cfg.seed, token_temperature=cfg.token_temperature,
+                          temperature=cfg.temperature)
     with attached(adapter, base.transformer):
-        return generate(base, full, SampleConfig(steps=cfg.steps, seed=cfg.seed), logits_fn_for=lambda ps:
-                        guided_logits_fn(base, ps, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a))
+        return split_draw(full, cfg.seed, lambda ps, s: generate(
+            base, ps, replace(sample, seed=s), logits_fn_for=lambda qs: guided_logits_fn(
+                base, qs, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a)), everywhere=True)
 
 
 def score(scorer: Scorer | None, oracles: Oracles | None, images: np.ndarray, prompts: list[str], per_prompt: int,

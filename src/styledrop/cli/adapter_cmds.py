@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..defaults import describe, settle
+from ..device import split_draw
 from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
@@ -25,7 +26,6 @@ from .base_cmds import (
     load_base,
     load_eyes,
     sampling,
-    shared,
     write_images,
 )
 from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
@@ -203,7 +203,7 @@ def sample(
         settings |= {"style": str(adapter), "subject": str(subject), "gamma": gamma, "compose": compose}
         t = time.time()
         with composed(model, theta_s, theta_c, compose) as merged:
-            images = shared(full, seed, lambda ps, s: generate(
+            images = split_draw(full, seed, lambda ps, s: generate(
                 model, ps, replace(cfg, seed=s), logits_fn_for=lambda qs: compose_logits_fn(
                     model, qs, descriptor, theta_s, theta_c, mode=compose, gamma=gamma, lambda_a=lambda_a,
                     lambda_b=lambda_b, negative=negative_prompt, merged=merged)))
@@ -213,7 +213,7 @@ def sample(
         settings["adapter"] = str(adapter or subject)
         t = time.time()
         with adapters.attached(theta, model.transformer):
-            images = shared(full, seed, lambda ps, s: generate(
+            images = split_draw(full, seed, lambda ps, s: generate(
                 model, ps, replace(cfg, seed=s), logits_fn_for=lambda qs: guided_logits_fn(
                     model, qs, lambda_b=lambda_b, negative=negative_prompt, adapter=theta, lambda_a=lambda_a)))
     if images is None:  # another process of a multi-process launch: the first one writes

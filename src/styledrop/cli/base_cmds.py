@@ -61,24 +61,6 @@ def check_can_compile(device) -> None:
              "install g++, or run without --compile")
 
 
-def shared(prompts: list[str], seed: int, draw):
-    """``draw(prompts, seed)`` for every prompt (image i seeded seed + i), split across the processes of a
-    multi-process launch (``accelerate launch``): each draws a contiguous share, and the first process gets all the
-    images in order while the others get None (they write nothing). One process draws them all."""
-    import numpy as np
-
-    from ..device import processes
-    world = processes()
-    if world is None:
-        return draw(prompts, seed)
-    from accelerate.utils import gather_object
-    k, count = world
-    lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
-    mine = draw(prompts[lo:hi], seed + lo) if hi > lo else []
-    parts = gather_object([list(mine)])  # one list per process, in process order
-    return np.stack([im for part in parts for im in part]) if k == 0 else None
-
-
 def sample_config(steps: int, guidance: float, seed: int, token_temperature: float, temperature: float = 1.0):
     try:
         return SampleConfig(steps=steps, guidance=guidance, seed=seed, token_temperature=token_temperature,
@@ -238,6 +220,7 @@ def generate(
     Example: styledrop generate --prompt "a fish in neon glow style" --n 8 --out runs/gen"""
     from dataclasses import replace
 
+    from ..device import split_draw
     from ..muse.sampler import generate as run
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
@@ -246,7 +229,7 @@ def generate(
     model = load_base(base, device, dtype, compile)
     prompts = [p for p in prompt for _ in range(n)]
     t = time.time()
-    images = shared(prompts, seed, lambda ps, s: run(model, ps, replace(cfg, seed=s), negative_prompt))
+    images = split_draw(prompts, seed, lambda ps, s: run(model, ps, replace(cfg, seed=s), negative_prompt))
     if images is None:  # another process of a multi-process launch: the first one writes
         return
     settings = {"steps": steps, "guidance": guidance, "token_temperature": token_temperature,

@@ -53,6 +53,7 @@ def feedback(
 
     Example: styledrop feedback --adapter runs/pop.safetensors --select clip --out runs/pop_r2.safetensors"""
     from .. import adapters, world
+    from ..device import processes
     from ..feedback import DEFAULT_PROMPTS, FeedbackConfig, feedback_rounds
     from ..io import load_image, staged_dir
     from ..scorer import NO_SCORER
@@ -63,7 +64,8 @@ def feedback(
     model = load_base(base, device, dtype)
     theta, meta = adapters.load(adapter, model)
     chosen, sources = settle(model, {"lambda_a": lambda_a, "lambda_b": lambda_b, "train_steps": steps, "lr": None,
-                                     "batch": None})
+                                     "batch": None, "sample_steps": None, "token_temperature": None,
+                                     "temperature": None})
     for key in ("lr", "batch"):  # each new round trains as the given adapter was trained, where its file says how
         if key in meta.get("train", {}):
             chosen[key], sources[key] = meta["train"][key], f"as {adapter.name} was trained"
@@ -71,7 +73,9 @@ def feedback(
     err.print(f"settings: {describe(chosen, sources)}")
     try:
         cfg = FeedbackConfig(select=select, prompts=prompts, per_prompt=per_prompt, keep=keep or 10,
-                             clip_i_weight=clip_i_weight, lambda_a=lambda_a, lambda_b=lambda_b, seed=seed)
+                             clip_i_weight=clip_i_weight, lambda_a=lambda_a, lambda_b=lambda_b, seed=seed,
+                             steps=chosen["sample_steps"], token_temperature=chosen["token_temperature"],
+                             temperature=chosen["temperature"])
         manual = [int(x) for x in ids.split(",") if x.strip()] if ids else None
         train_cfg = TrainConfig(steps=steps, seed=seed, lr=chosen["lr"], batch=chosen["batch"])
     except ValueError as e:
@@ -95,7 +99,12 @@ def feedback(
     runs = runs or out.with_name(out.name + ".rounds")
     t = time.time()
 
+    first = processes() is None or processes()[0] == 0  # under `accelerate launch` the first process writes
+
     def on_round(k, new, record):
+        nonlocal last_info
+        if not first:
+            return
         files = {f"{i:04d}.png": png_bytes(im) for i, im in enumerate(record["images"])}
         files["grid.png"] = png_bytes(world.grid(list(record["images"]), cols=per_prompt))
         kept = set(record["kept"])
@@ -107,12 +116,12 @@ def feedback(
         adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
         err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
                   f"{time.time() - t:.0f}s so far")
-        nonlocal last_info
         last_info = info
 
     last_info = meta
     err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each")
     final = feedback_rounds(model, oracles, theta, meta, references, cfg, train_cfg, rounds, manual, on_round,
                             scorer=clip, prompts=own_prompts)
-    adapters.save(out, final, model, last_info)
-    err.print(f"wrote {out}; rounds in {runs}")
+    if first:
+        adapters.save(out, final, model, last_info)
+        err.print(f"wrote {out}; rounds in {runs}")
