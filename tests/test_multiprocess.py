@@ -96,3 +96,20 @@ def test_feedback_candidates_are_split_across_processes_and_round_2_matches_one_
     two, _ = load_tensors(outs[2])
     for key in one:  # round 2 trained on the same pictures, its batches split across the two processes
         torch.testing.assert_close(two[key], one[key], atol=1e-5, rtol=1e-4)
+
+
+def test_evaluate_style_is_split_across_processes_and_reports_the_same(base, tmp_path):
+    import json
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
+    style = tmp_path / "style.safetensors"
+    _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
+             "--base", base.path, "--device", "cpu"], 1)
+    args = ["evaluate", "style", "--adapter", style, "--seeds", 1, "--steps", 3, "--base", base.path, "--device",
+            "cpu", "--json"]
+    one = json.loads(_launch(args, 1).stdout)
+    two = json.loads(_launch(args, 2).stdout)  # only the first process prints
+    for name in ("adapter", "base"):
+        for key in ("style_acc", "content_acc", "leakage"):
+            assert one[name][key] == two[name][key], (name, key)
+        assert abs(one[name]["fid"] - two[name]["fid"]) < 1e-6

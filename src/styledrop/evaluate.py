@@ -170,13 +170,20 @@ def style_metrics(scorer: Scorer | None, oracles: Oracles | None, images, pairs,
 
 def style_samples(base, adapter, descriptor: str, pairs, cfg: SampleConfig, lambda_a: float, lambda_b: float):
     """Images for ``pairs`` with the style descriptor appended: adapter-guided, or the base alone if adapter is None."""
+    from dataclasses import replace
+
+    from .device import split_draw
     from .muse.sampler import guided_logits_fn
     prompts = [style_prompt(content_prompt(c), descriptor) for c, _ in pairs]
+
+    def draw(ps, seed):  # under a multi-process launch each process draws a share; all of them get every picture
+        return generate(base, ps, replace(cfg, seed=seed), logits_fn_for=lambda qs: guided_logits_fn(
+            base, qs, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a if adapter is not None else 0.0))
+
     if adapter is None:
-        return generate(base, prompts, cfg, logits_fn_for=lambda ps: guided_logits_fn(base, ps, lambda_b=lambda_b))
+        return split_draw(prompts, cfg.seed, draw, everywhere=True)
     with attached(adapter, base.transformer):
-        return generate(base, prompts, cfg, logits_fn_for=lambda ps: guided_logits_fn(
-            base, ps, lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a))
+        return split_draw(prompts, cfg.seed, draw, everywhere=True)
 
 
 def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,

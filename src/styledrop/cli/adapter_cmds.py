@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..defaults import describe, settle
-from ..device import split_draw
+from ..device import processes, split_draw
 from ..train import TrainConfig
 from .base_cmds import (
     BASE_HELP,
@@ -82,7 +82,6 @@ def train(
     from contextlib import nullcontext
 
     from .. import adapters, world
-    from ..device import processes
     from ..muse.sampler import SampleConfig, generate
     from ..train import caption_for, train_adapter
     if bool(image) == bool(subject):
@@ -260,6 +259,8 @@ def evaluate_style(
                                                  quiet=as_json)
     report = run(model, oracles, theta, meta, ref, cfg, lambda_a, lambda_b, seeds, contents, scorer=clip)
     report["settings"] = chosen
+    if processes() is not None and processes()[0] != 0:  # a multi-process launch drew its share; the first reports
+        return
     images = report.pop("images")
     if out is not None:
         staged_dir(out, {f"{k}_grid.png": png_bytes(world.grid(list(v), cols=seeds * 3)) for k, v in images.items()})
