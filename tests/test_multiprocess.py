@@ -61,12 +61,18 @@ def test_generation_is_split_across_processes_with_the_same_images(base, tmp_pat
     assert (tmp_path / "one" / "metadata.jsonl").read_text() == (tmp_path / "two" / "metadata.jsonl").read_text()
 
 
-def test_sample_is_split_across_processes_with_the_same_images(base, tmp_path):
+def _style_adapter(base, tmp_path):
+    """A lava adapter trained in one process on one reference."""
     ref = tmp_path / "ref.png"
     Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
     style = tmp_path / "style.safetensors"
     _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
              "--base", base.path, "--device", "cpu"], 1)
+    return style
+
+
+def test_sample_is_split_across_processes_with_the_same_images(base, tmp_path):
+    style = _style_adapter(base, tmp_path)
     args = ["sample", "--adapter", style, "--prompt", "a cat", "--prompt", "a boat", "--n", 3, "--steps", 3,
             "--seed", 2, "--base", base.path, "--device", "cpu"]
     _launch([*args, "--out", tmp_path / "one"], 1)
@@ -79,11 +85,7 @@ def test_sample_is_split_across_processes_with_the_same_images(base, tmp_path):
 
 
 def test_feedback_candidates_are_split_across_processes_and_round_2_matches_one_process(base, tmp_path):
-    ref = tmp_path / "ref.png"
-    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
-    style = tmp_path / "style.safetensors"
-    _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
-             "--base", base.path, "--device", "cpu"], 1)
+    style = _style_adapter(base, tmp_path)
     outs = {}
     for k in (1, 2):
         outs[k] = tmp_path / f"r2-{k}.safetensors"
@@ -100,11 +102,7 @@ def test_feedback_candidates_are_split_across_processes_and_round_2_matches_one_
 
 def test_evaluate_style_is_split_across_processes_and_reports_the_same(base, tmp_path):
     import json
-    ref = tmp_path / "ref.png"
-    Image.fromarray(world.sample(0, 0, [("house", "lava")]).image).save(ref)
-    style = tmp_path / "style.safetensors"
-    _launch(["train", "--image", ref, "--style", "in lava style", "--out", style, "--steps", 2, "--batch", 2,
-             "--base", base.path, "--device", "cpu"], 1)
+    style = _style_adapter(base, tmp_path)
     args = ["evaluate", "style", "--adapter", style, "--seeds", 1, "--steps", 3, "--base", base.path, "--device",
             "cpu", "--json"]
     one = json.loads(_launch(args, 1).stdout)
