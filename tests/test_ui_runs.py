@@ -98,6 +98,11 @@ def test_a_new_studio_continues_the_last_run_and_overwrites_nothing(base, tmp_pa
     listed = client.get("/api/state").json()["runs"]
     assert [r["id"] for r in listed] == [fresh["run"], before["run"]] and listed[1]["rounds"] == [1]
     assert client.post("/api/runs/open", json={"id": before["run"]}).json()["rounds"] == [1]
+    client.post("/api/picks", json={"ids": [0]})  # work in the reopened run: it is the one continued next time
+    again.shutdown()
+    again = Studio(base, workdir)
+    assert again.status()["run"] == before["run"]
+    client = _client(again)
     for bad in ("../ui", "nope", ".", ""):
         r = client.post("/api/runs/open", json={"id": bad})
         assert r.status_code == 400 and "no studio run" in r.json()["error"], bad

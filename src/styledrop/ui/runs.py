@@ -80,7 +80,8 @@ def listing(workdir: Path) -> list[dict]:
             s = load(folder)
         except UserError:
             continue
-        out.append({"id": s["id"], "created": s["created"], "descriptor": s["descriptor"],
+        out.append({"id": s["id"], "created": s["created"], "updated": (folder / STATE).stat().st_mtime,
+                    "descriptor": s["descriptor"],
                     "rounds": sorted(int(r) for r in s["rounds"]), "images": len(s["images"]),
                     "references": len(s["references"])})
     return sorted(out, key=lambda r: r["created"], reverse=True)

@@ -54,8 +54,8 @@ class Studio:
         self._stopping = False
         self.queue = JobQueue(queue_limit, self._changed)
         existing = runs.listing(self.workdir)
-        try:
-            self.open_run(existing[0]["id"]) if existing else self.new_run()
+        try:  # the run last worked on (an earlier run may have been opened again after a newer one)
+            self.open_run(max(existing, key=lambda r: r["updated"])["id"]) if existing else self.new_run()
         except UserError as e:  # the last run cannot be continued here (another base, a missing adapter)
             self.log(f"not continuing the last studio run: {e}; starting a new one")
             self.new_run()
