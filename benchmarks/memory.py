@@ -40,7 +40,8 @@ def build(folder: Path, size: int, hidden: int, layers: int) -> None:
                 in_channels=768, block_out_channels=768, num_res_blocks=3, downsample=size == 512,
                 upsample=size == 512, block_num_heads=12, num_hidden_layers=layers,
                 num_attention_heads=max(1, hidden // 64), attention_dropout=0.0, intermediate_size=hidden * 4,
-                layer_norm_eps=1e-06, ln_elementwise_affine=True, sample_size=grid).save_pretrained(folder / "transformer")
+                layer_norm_eps=1e-06, ln_elementwise_affine=True, sample_size=grid,
+                ).save_pretrained(folder / "transformer")
     VQModel(act_fn="silu", block_out_channels=[128, 256, 256, 512, 768], down_block_types=["DownEncoderBlock2D"] * 5,
             up_block_types=["UpDecoderBlock2D"] * 5, in_channels=3, out_channels=3, latent_channels=64,
             layers_per_block=2, norm_num_groups=32, num_vq_embeddings=8192, sample_size=32,
