@@ -164,3 +164,15 @@ def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_p
     (own / "styledrop.json").write_text(json.dumps({"settings": {"lambda_c": 1.0}}))
     code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--out", tmp_path / "bad", "--base", own)
     assert code == 2 and "unknown settings lambda_c" in err and not (tmp_path / "bad").exists()
+
+
+def test_sampling_takes_fewer_prompts_at_once_where_the_logits_would_be_large(folder, monkeypatch):
+    from styledrop.muse import sampler
+    base = MuseBase.load(folder)
+    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    assert sampler.max_prompts(base, 16) == 16  # a small grid: the usual 16
+    monkeypatch.setattr(sampler, "LOGITS_BYTES", 3 * per_prompt)
+    assert sampler.max_prompts(base, 16) == 3
+    whole = sampler.generate(base, ["a boat"] * 5, sampler.SampleConfig(steps=2))  # in chunks of 3 and 2
+    monkeypatch.setattr(sampler, "LOGITS_BYTES", 2**40)
+    assert (sampler.generate(base, ["a boat"] * 5, sampler.SampleConfig(steps=2)) == whole).all()

@@ -139,11 +139,23 @@ def tokens_to_images(base, ids: torch.Tensor) -> np.ndarray:
     return to_images(base.vq.decode_indices(ids.view(b, base.grid, base.grid)))
 
 
+LOGITS_BYTES = 2**29  # 0.5 GB of fp32 logits a call: 16 prompts at 256 px on aMUSEd (3 guidance rows each), 5 at 512
+
+
+def max_prompts(base, batch: int) -> int:
+    """How many prompts to sample at once: ``batch``, or fewer where three guidance rows of logits over the whole
+    grid and vocabulary would pass ``LOGITS_BYTES``."""
+    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    return max(1, min(batch, LOGITS_BYTES // per_prompt))
+
+
 @torch.no_grad()
 def generate(base, prompts: list[str], cfg: SampleConfig, negative: str = "", batch: int = 16,
              logits_fn_for=None) -> np.ndarray:
     """Images (B, H, W, 3) uint8 for ``prompts``: the base model alone with CFG, or any guidance
-    given as ``logits_fn_for(prompts) -> LogitsFn`` (adapter guidance, composition)."""
+    given as ``logits_fn_for(prompts) -> LogitsFn`` (adapter guidance, composition). At most ``batch`` prompts
+    go through G at once, fewer where their logits would pass ``LOGITS_BYTES`` (aMUSEd at 512 px)."""
+    batch = max_prompts(base, batch)
     out = []
     for i in range(0, len(prompts), batch):
         chunk = prompts[i:i + batch]
