@@ -25,6 +25,14 @@ def test_interval_is_a_t_interval_over_seeds():
     assert interval(np.array([0.0, 0.0, 0.0, 0.25]), (0.0, 1.0))[1] == 0.0  # a rate's interval stays in [0, 1]
 
 
+def test_a_held_out_variant_is_captioned_as_its_parent():
+    from styledrop.report import ReportConfig
+    assert ReportConfig(style="amber_neon").phrase() == "in neon glow style"
+    assert ReportConfig(style="lava").phrase() == "in molten lava style"
+    assert ReportConfig(style="amber_neon", token="[v]").phrase() == "in [v] style"
+    assert ReportConfig(style=None, descriptor=" in my style ").phrase() == "in my style"
+
+
 def test_report_command(cli, base, tmp_path):
     out = tmp_path / "report.html"
     code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--n-prompts", 2,

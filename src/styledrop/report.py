@@ -66,6 +66,13 @@ class ReportConfig:
         if self.token is not None and not self.token.strip():
             raise ValueError("--token must not be empty (e.g. '[v]')")
 
+    def phrase(self) -> str:
+        """What the reference is captioned with: a world style's descriptor (a held-out variant's parent's, as the
+        paper's styles are captioned "in watercolor style"), the user's descriptor, or "in TOKEN style"."""
+        if self.style is not None:
+            return world.style_phrase(world.styles.VARIANT_OF.get(self.style, self.style), self.token)
+        return self.descriptor.strip() if self.descriptor else world.style_phrase(token=self.token)
+
 
 def interval(per_seed: np.ndarray, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float]:
     """Mean and 95% t-interval of per-seed values, cut to ``bounds`` (a fraction cannot leave [0, 1])."""
@@ -88,9 +95,7 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
     scorer = scorer or Scorer.of_base(base)
     if cfg.style is not None:
         reference = world.sample(0, 0, [(cfg.reference_content, cfg.style)]).image
-        descriptor = world.style_phrase(cfg.style, cfg.token)
-    else:
-        descriptor = cfg.descriptor.strip() if cfg.descriptor else world.style_phrase(token=cfg.token)
+    descriptor = cfg.phrase()
     if oracles is None and prompts is None:
         prompts = list(DEFAULT_PROMPTS)
     meta = {"style": descriptor, "caption": caption_for(content_prompt(cfg.reference_content), descriptor)}

@@ -66,8 +66,9 @@ def report(
         fail(str(e) if "invalid literal" not in str(e) else f"--ids must be comma-separated numbers, got {ids!r}")
     if out.suffix.lower() not in (".html", ".htm"):
         fail(f"--out should be an .html file, got {out}")
-    if style is not None and style not in world.HELDOUT_STYLES and not token:
-        err.print(f"note: {style} was seen in pretraining; the paper's question is about unseen styles "
+    if style is not None and style not in world.HELDOUT_STYLES + world.HELDOUT_VARIANTS and not token:
+        err.print(f"note: {style} was seen in pretraining; the paper's question is about unseen styles: held-out "
+                  f"variants of known ones ({', '.join(world.HELDOUT_VARIANTS)}) or wholly new looks "
                   f"({', '.join(world.HELDOUT_STYLES)})")
     t = time.time()
     model = load_base(base, device, dtype)
