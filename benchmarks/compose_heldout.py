@@ -29,7 +29,8 @@ SUBJECT_STYLES = ("sepia_photo", "watercolor", "chalkboard")  # the subject's pi
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subject", default="rocket", choices=world.HELDOUT_CONTENTS)
-    ap.add_argument("--style", default="pop_art", choices=world.HELDOUT_STYLES)
+    ap.add_argument("--style", default="pop_art", choices=world.HELDOUT_STYLES + world.HELDOUT_VARIANTS,
+                    help="a held-out style (the hard regime) or variant (the paper's: captioned as its parent)")
     ap.add_argument("--steps", type=int, default=TrainConfig.steps)
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--gammas", type=float, nargs="*", default=[0.3, 0.5, 0.7])
@@ -42,7 +43,7 @@ def main():
     base, oracles = MuseBase.load(args.base), Oracles.load()
     subject_images = [world.sample(i, 0, [(args.subject, s)]).image for i, s in enumerate(SUBJECT_STYLES)]
     style_ref = world.sample(0, 0, [("house", args.style)]).image
-    descriptor = world.style_phrase(args.style)
+    descriptor = world.style_phrase(world.styles.VARIANT_OF.get(args.style, args.style))
     t = time.time()
     cfg = adapters.AdapterConfig()
     style = train_adapter(base, [style_ref], f"a house {descriptor}", cfg, TrainConfig(steps=args.steps))
