@@ -33,6 +33,12 @@ from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
 FIT_HELP = "A non-square picture: crop its centre square, or pad it to a square with its edge colour (crop | pad)."
 
 
+def check_fit(fit: str) -> None:
+    from ..io import FITS
+    if fit not in FITS:
+        fail(f"--fit must be {' or '.join(FITS)}, got {fit!r}")
+
+
 def read_images(paths: list[Path], size: int, fit: str = "crop") -> list:
     """Images at the base's resolution, with a note for each conversion."""
     from ..io import load_image
@@ -104,8 +110,7 @@ def train(
             fail("give a style descriptor (--style 'in watercolor style') or a rare token (--token '[v]')")
         caption = caption_for(content, descriptor)
         info = {"role": "style", "style": descriptor, "content": content, "caption": caption}
-    if fit not in ("crop", "pad"):
-        fail(f"--fit must be crop or pad, got {fit!r}")
+    check_fit(fit)
     model = load_base(base, device, dtype, compile)
     chosen, sources = settle(model, {"adapter": adapter, "rank": rank, "lr": lr, "train_steps": steps,
                                      "batch": batch})

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..restyle import SELECTS, RestyleConfig
+from .adapter_cmds import FIT_HELP, check_fit
 from .base_cmds import (
     BASE_HELP,
     DEVICE_HELP,
@@ -43,8 +44,7 @@ def restyle(
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
-    fit: str = typer.Option("crop", help="A non-square picture: crop its centre square, or pad it to a square "
-                            "with its edge colour (crop | pad)."),
+    fit: str = typer.Option("crop", help=FIT_HELP),
 ):
     """Restyle existing pictures: re-mask a fraction of their tokens and re-draw them with the style adapter.
 
@@ -59,8 +59,7 @@ def restyle(
         fail("empty prompt: give some text, e.g. --prompt 'a cat'")
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
-    if fit not in ("crop", "pad"):
-        fail(f"--fit must be crop or pad, got {fit!r}")
+    check_fit(fit)
     try:
         rc = RestyleConfig(strength=strength, select=select)
     except ValueError as e:
