@@ -63,6 +63,10 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
         rows = [json.loads(x) for x in (tmp_path / f"r2.safetensors.rounds/round{k}/scores.jsonl").read_text()
                 .splitlines()]
         assert len(rows) == 4 and sum(r["kept"] for r in rows) == 2 and "clip_t" in rows[0]
+        assert sorted(p.name for p in (tmp_path / f"r2.safetensors.rounds/round{k}").glob("0*.png")) == [
+            f"{i:04d}.png" for i in range(4)]
+    assert [p.name for p in (tmp_path / "r2.safetensors.rounds").iterdir()] != [] and not list(
+        (tmp_path / "r2.safetensors.rounds").glob(".*"))  # the drawing folders are gone once each round is written
     code, _, err = cli("feedback", "--adapter", r1, "--out", tmp_path / "x.safetensors", "--select", "manual",
                        "--base", base.path)
     assert code == 2 and "--ids" in err and not (tmp_path / "x.safetensors").exists()
@@ -100,3 +104,42 @@ def test_retrain_refuses_when_nothing_was_kept(base):
     with pytest.raises(UserError, match="kept no image"):
         retrain(base, adapters.AdapterConfig(), {"style": "in lava style"}, [ref], [ref], [{"prompt": "a cat"}], [],
                 TrainConfig(steps=1))
+
+
+def test_candidates_go_to_disk_a_chunk_at_a_time_and_read_back_as_drawn(base, tmp_path, monkeypatch):
+    """A round's candidates are written as they are drawn and read back one at a time: the pictures equal one
+    in-memory draw of the same prompts and seeds, and no draw ever asks for more than one chunk."""
+    from styledrop import feedback
+    from styledrop.muse.sampler import SampleConfig, generate, guided_logits_fn
+    from styledrop.io import PictureFolder
+    theta = adapters.build(adapters.AdapterConfig(), base.transformer, base)
+    cfg = FeedbackConfig(prompts=3, per_prompt=3, steps=2, seed=5)
+    monkeypatch.setattr(feedback, "max_prompts", lambda base, batch: 4)  # 9 pictures in chunks of 4, 4 and 1
+    sizes = []
+    real = feedback.generate
+    monkeypatch.setattr(feedback, "generate", lambda b, ps, *a, **k: sizes.append(len(ps)) or real(b, ps, *a, **k))
+    texts = ["a cat", "a boat", "a tree"]
+    pictures = feedback.generate_candidates(base, theta, "in lava style", texts, cfg, tmp_path / "drawn")
+    assert isinstance(pictures, PictureFolder) and len(pictures) == 9 and sizes == [4, 4, 1]
+    full = [f"{t} in lava style" for t in texts for _ in range(3)]
+    with adapters.attached(theta, base.transformer):
+        expected = generate(base, full, SampleConfig(steps=2, seed=5), logits_fn_for=lambda qs: guided_logits_fn(
+            base, qs, lambda_b=cfg.lambda_b, adapter=theta, lambda_a=cfg.lambda_a))
+    assert all((pictures[i] == expected[i]).all() for i in range(9))
+    rows = feedback.score(None, None, pictures, texts, 3, expected[0])
+    assert [r["prompt"] for r in rows] == [t for t in texts for _ in range(3)]
+
+
+def test_picture_folder_reads_back_what_was_written_and_slices_like_a_list(tmp_path):
+    from styledrop.io import PictureFolder
+    ims = [world.sample(0, i, [("cat", "lava")]).image for i in range(3)]
+    folder = PictureFolder(tmp_path, 3)
+    for i, im in enumerate(ims):
+        folder.write(i, im)
+    assert len(folder) == 3 and (folder[-1] == ims[2]).all() and (folder[1] == ims[1]).all()
+    assert [x.shape for x in folder[1:]] == [(64, 64, 3)] * 2 and len(list(folder)) == 3
+    with pytest.raises(IndexError):
+        folder[3]
+    grid = world.grid(folder, cols=3, cell=32)  # shrunk cells, read one picture at a time
+    assert grid.size == (3 * 34 + 2, 34 + 2)
+    assert world.grid(folder, cols=3).size == (3 * 66 + 2, 66 + 2)

@@ -61,18 +61,39 @@ def processes() -> tuple[int, int] | None:
     return state.process_index, state.num_processes
 
 
+def _share(n: int) -> tuple[int, int]:
+    """This process's contiguous share [lo, hi) of n items (all of them without a launch)."""
+    world = processes()
+    if world is None:
+        return 0, n
+    k, count = world
+    return n * k // count, n * (k + 1) // count
+
+
 def split_draw(prompts: list[str], seed: int, draw, everywhere: bool = False):
     """``draw(prompts, seed)`` -> images for every prompt (image i seeded seed + i), split across the processes of a
     multi-process launch: each draws a contiguous share and the shares are gathered in order. The first process
-    gets all the images; the others get None (they write nothing), or all of them too with ``everywhere`` (a
-    feedback round trains on them in every process). One process draws them all, as without a launch."""
+    gets all the images; the others get None (they write nothing), or all of them too with ``everywhere`` (every
+    process scores its share of an evaluation). One process draws them all, as without a launch."""
     import numpy as np
-    world = processes()
-    if world is None:
+    if processes() is None:
         return draw(prompts, seed)
     from accelerate.utils import gather_object
-    k, count = world
-    lo, hi = len(prompts) * k // count, len(prompts) * (k + 1) // count
+    lo, hi = _share(len(prompts))
     mine = draw(prompts[lo:hi], seed + lo) if hi > lo else []
     parts = gather_object([list(mine)])  # one list per process, in process order, on every process
-    return np.stack([im for part in parts for im in part]) if k == 0 or everywhere else None
+    return np.stack([im for part in parts for im in part]) if everywhere or processes()[0] == 0 else None
+
+
+def split_draw_to(pictures, prompts: list[str], seed: int, draw, chunk: int):
+    """As ``split_draw``, but every ``chunk`` images go to disk as soon as they are drawn (``pictures``, an
+    ``io.PictureFolder`` that all processes share), and every process gets the whole folder back once all are
+    written: a feedback round trains on them in every process, and holds none of them in memory."""
+    lo, hi = _share(len(prompts))
+    for i in range(lo, hi, chunk):
+        for j, im in enumerate(draw(prompts[i:min(i + chunk, hi)], seed + i)):
+            pictures.write(i + j, im)
+    if processes() is not None:
+        from accelerate import PartialState
+        PartialState().wait_for_everyone()
+    return pictures

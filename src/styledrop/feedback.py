@@ -16,16 +16,17 @@ its own prompt and the style descriptor. Selection:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import world
 from .adapters import attached
-from .device import split_draw
+from .device import split_draw_to
 from .evaluate import content_prompt, style_prompt
-from .io import UserError
-from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn
+from .io import PictureFolder, UserError
+from .muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig, generate, guided_logits_fn, max_prompts
 from .oracle import Oracles
 from .scorer import NO_SCORER, Scorer
 from .train import TrainConfig, train_adapter
@@ -74,31 +75,35 @@ DEFAULT_PROMPTS = (
 )
 
 
-def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg: FeedbackConfig) -> np.ndarray:
-    """Every prompt's ``per_prompt`` candidates; under a multi-process launch each process draws a share and
-    all of them get every picture (each then trains its share of round 2's batches on them)."""
+def generate_candidates(base, adapter, descriptor: str, prompts: list[str], cfg: FeedbackConfig,
+                        folder) -> PictureFolder:
+    """Every prompt's ``per_prompt`` candidates, written to ``folder`` as they are drawn and read back one at a
+    time (a round at 512 px would not fit in memory at once). Under a multi-process launch each process draws
+    a share into the same folder and all of them get every picture (each trains its share of round 2's batches)."""
     full = [style_prompt(p, descriptor) for p in prompts for _ in range(cfg.per_prompt)]
     sample = SampleConfig(steps=cfg.steps, seed=cfg.seed, token_temperature=cfg.token_temperature,
                           temperature=cfg.temperature)
+    Path(folder).mkdir(parents=True, exist_ok=True)
     with attached(adapter, base.transformer):
-        return split_draw(full, cfg.seed, lambda ps, s: generate(
+        return split_draw_to(PictureFolder(folder, len(full)), full, cfg.seed, lambda ps, s: generate(
             base, ps, replace(sample, seed=s), logits_fn_for=lambda qs: guided_logits_fn(
-                base, qs, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a)), everywhere=True)
+                base, qs, lambda_b=cfg.lambda_b, adapter=adapter, lambda_a=cfg.lambda_a)), chunk=max_prompts(base, 16))
 
 
-def score(scorer: Scorer | None, oracles: Oracles | None, images: np.ndarray, prompts: list[str], per_prompt: int,
+def score(scorer: Scorer | None, oracles: Oracles | None, images, prompts: list[str], per_prompt: int,
           reference: np.ndarray) -> list[dict]:
     """Per image: its prompt, CLIP-T (vs the content prompt) and CLIP-I (vs the reference) with a scorer,
-    the oracles' view with oracles."""
+    the oracles' view with oracles. ``images`` may be a ``PictureFolder``: both read it a chunk at a time."""
     texts = [p for p in prompts for _ in range(per_prompt)]
     rows = [{"id": i, "prompt": t} for i, t in enumerate(texts)]
     if scorer is not None:
-        ct = scorer.clip_t(images, texts)
-        ci = scorer.clip_i(images, reference)
+        embeds = scorer.image_embeds(images)  # once, for both scores
+        ct = (embeds * scorer.text_embeds(texts)).sum(-1)
+        ci = embeds @ scorer.image_embeds([reference])[0]
         for r, a, b in zip(rows, ct.tolist(), ci.tolist()):
             r |= {"clip_t": a, "clip_i": b}
     if oracles is not None:
-        for r, p in zip(rows, oracles.classify(list(images))):
+        for r, p in zip(rows, oracles.classify(images)):
             r["oracle"] = p
     return rows
 
@@ -132,14 +137,14 @@ def select(rows: list[dict], contents: list[str], ref_style: str, cfg: FeedbackC
 
 
 def candidates(base, oracles: Oracles | None, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
-               scorer: Scorer | None = None, prompts: list[str] | None = None):
-    """Round k's images for varied content prompts (the reference's content left out), scored.
-    Returns (content of each prompt, reference's style as the oracle sees it (None without oracles),
-    images, score rows)."""
+               folder, scorer: Scorer | None = None, prompts: list[str] | None = None):
+    """Round k's images for varied content prompts (the reference's content left out), written to ``folder``
+    and scored. Returns (content of each prompt, reference's style as the oracle sees it (None without oracles),
+    the images as a ``PictureFolder``, score rows)."""
     ref_view = oracles.classify(references[:1])[0] if oracles is not None else {"content": None, "style": None}
     pairs = content_prompts(cfg.prompts, ref_view["content"], prompts)
     texts = [p for _, p in pairs]
-    images = generate_candidates(base, adapter, meta.get("style", ""), texts, cfg)
+    images = generate_candidates(base, adapter, meta.get("style", ""), texts, cfg, folder)
     rows = score(scorer or Scorer.of_base(base), oracles, images, texts, cfg.per_prompt, references[0])
     return [c for c, _ in pairs], ref_view["style"], images, rows
 
@@ -160,23 +165,26 @@ def retrain(base, adapter_cfg, meta: dict, references, images, rows, kept: list[
 
 
 def run_round(base, oracles: Oracles | None, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,
-              train_cfg: TrainConfig, manual: list[int] | None = None, progress=None, scorer: Scorer | None = None,
-              prompts: list[str] | None = None):
-    """One feedback round. Returns (new adapter, record with images, scores and choices)."""
-    contents, ref_style, images, rows = candidates(base, oracles, adapter, meta, references, cfg, scorer, prompts)
+              train_cfg: TrainConfig, folder, manual: list[int] | None = None, progress=None,
+              scorer: Scorer | None = None, prompts: list[str] | None = None):
+    """One feedback round, its candidates drawn into ``folder``. Returns (new adapter, record with the images,
+    scores and choices)."""
+    contents, ref_style, images, rows = candidates(base, oracles, adapter, meta, references, cfg, folder, scorer,
+                                                   prompts)
     kept = select(rows, contents, ref_style, cfg, manual)
     new, captions = retrain(base, adapter.cfg, meta, references, images, rows, kept, train_cfg, progress)
     return new, {"images": images, "scores": rows, "kept": kept, "captions": captions}
 
 
 def feedback_rounds(base, oracles, adapter, meta, references, cfg: FeedbackConfig, train_cfg: TrainConfig,
-                    rounds: int = 1, manual=None, on_round=None, scorer: Scorer | None = None,
+                    folder_for, rounds: int = 1, manual=None, on_round=None, scorer: Scorer | None = None,
                     prompts: list[str] | None = None):
-    """``rounds`` rounds, each starting from the previous round's adapter; ``on_round(k, adapter, record)``."""
+    """``rounds`` rounds, each starting from the previous round's adapter, round k's candidates drawn into
+    ``folder_for(k)``; ``on_round(k, adapter, record)``."""
     for k in range(rounds):
         adapter, record = run_round(base, oracles, adapter, meta, references,
-                                    replace(cfg, seed=cfg.seed + 1000 * k), train_cfg, manual if k == 0 else None,
-                                    scorer=scorer, prompts=prompts)
+                                    replace(cfg, seed=cfg.seed + 1000 * k), train_cfg, folder_for(k + 2),
+                                    manual if k == 0 else None, scorer=scorer, prompts=prompts)
         if on_round:
             on_round(k + 2, adapter, record)
     return adapter

@@ -1,4 +1,4 @@
-"""Files in and out: atomic saves, safetensors with JSON metadata, image loading.
+"""Files in and out: atomic saves, safetensors with JSON metadata, image loading, pictures kept on disk.
 
 Only safetensors and JSON are ever loaded, never pickles: a user's file cannot run code.
 """
@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +150,31 @@ def decode_image(source, label: str, size: int = 64, fit: str = "crop") -> tuple
 
 def save_png(path, image: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
+
+
+class PictureFolder(Sequence):
+    """Pictures kept on disk as ``NNNN.png`` and read back one at a time, so that hundreds of candidates at
+    512 px never sit in memory together. PNG is lossless: a picture read back is the picture written."""
+
+    def __init__(self, folder, count: int):
+        self.folder, self.count = Path(folder), count
+
+    def path(self, i: int) -> Path:
+        return self.folder / f"{i:04d}.png"
+
+    def write(self, i: int, image: np.ndarray) -> None:
+        save_png(self.path(i), image)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        with Image.open(self.path(i % self.count)) as im:
+            return np.asarray(im.convert("RGB"), np.uint8).copy()
 
 
 def image_files(paths) -> list[Path]:

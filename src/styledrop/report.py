@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import math
+import tempfile
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -107,19 +108,20 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
     fb = FeedbackConfig(prompts=cfg.prompts, per_prompt=cfg.per_prompt, keep=cfg.keep,
                         lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, steps=cfg.sample_steps)
     say(f"round 1: generating {cfg.prompts * cfg.per_prompt} candidates")
-    contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb, scorer,
-                                                   prompts)
-    kept = {}
-    for name, method in SELECTIONS.items():
-        if (method == "oracle" and oracles is None) or (method == "clip" and scorer is None) or (
-                method == "manual" and not cfg.manual):
-            continue
-        kept[name] = select(rows, contents, ref_style, replace(fb, select=method), list(cfg.manual))
-        if kept[name]:
-            say(f"{name}: training on the reference + {len(kept[name])} kept images")
-            models[name] = retrain(base, adapter_cfg, meta, [reference], images, rows, kept[name], train_cfg)[0]
-        else:
-            say(f"{name}: the selection kept no image; row left out")
+    with tempfile.TemporaryDirectory(prefix="styledrop-candidates-") as drawing:  # read back one at a time
+        contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb,
+                                                       drawing, scorer, prompts)
+        kept = {}
+        for name, method in SELECTIONS.items():
+            if (method == "oracle" and oracles is None) or (method == "clip" and scorer is None) or (
+                    method == "manual" and not cfg.manual):
+                continue
+            kept[name] = select(rows, contents, ref_style, replace(fb, select=method), list(cfg.manual))
+            if kept[name]:
+                say(f"{name}: training on the reference + {len(kept[name])} kept images")
+                models[name] = retrain(base, adapter_cfg, meta, [reference], images, rows, kept[name], train_cfg)[0]
+            else:
+                say(f"{name}: the selection kept no image; row left out")
 
     ref, pairs = style_eval_prompts(oracles, reference, cfg.seeds, prompts)
     seed_of = np.array([k for _, k in pairs])

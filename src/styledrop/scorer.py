@@ -93,6 +93,7 @@ class Scorer:
 
     @torch.no_grad()
     def image_embeds(self, images) -> torch.Tensor:
+        """Unit embeddings of a list or any sliceable sequence of pictures (a ``PictureFolder``), a chunk at a time."""
         p = next(self.model.parameters())
         out = []
         for i in range(0, len(images), CHUNK):
@@ -108,11 +109,11 @@ class Scorer:
 
     def clip_t(self, images, prompts: list[str]) -> torch.Tensor:
         """Per-image cosine of the picture and its prompt."""
-        return (self.image_embeds(list(images)) * self.text_embeds(prompts)).sum(-1)
+        return (self.image_embeds(images) * self.text_embeds(prompts)).sum(-1)
 
     def clip_i(self, images, reference: np.ndarray) -> torch.Tensor:
         """Per-image cosine to one reference picture."""
-        return self.image_embeds(list(images)) @ self.image_embeds([reference])[0]
+        return self.image_embeds(images) @ self.image_embeds([reference])[0]
 
 
 def resolve(base, path: Path | None, device=None) -> Scorer | None:

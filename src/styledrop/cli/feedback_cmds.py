@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -101,15 +104,20 @@ def feedback(
 
     first = processes() is None or processes()[0] == 0  # under `accelerate launch` the first process writes
 
+    def folder_for(k):  # candidates go to disk as they are drawn; round k's folder appears whole once it is done
+        return runs / f".round{k}.drawing"
+
     def on_round(k, new, record):
         nonlocal last_info
         if not first:
             return
-        files = {f"{i:04d}.png": png_bytes(im) for i, im in enumerate(record["images"])}
-        files["grid.png"] = png_bytes(world.grid(list(record["images"]), cols=per_prompt))
-        kept = set(record["kept"])
-        files["scores.jsonl"] = jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])
+        pictures, kept = record["images"], set(record["kept"])
+        files = {"grid.png": lambda path: world.grid(pictures, cols=per_prompt, cell=128).save(path, format="PNG"),
+                 "scores.jsonl": jsonl([r | {"kept": r["id"] in kept} for r in record["scores"]])}
+        # the grid is drawn before the pictures move: moving them is a rename each, no copy
+        files |= {pictures.path(i).name: functools.partial(os.replace, pictures.path(i)) for i in range(len(pictures))}
         staged_dir(runs / f"round{k}", files)
+        shutil.rmtree(folder_for(k), ignore_errors=True)
         info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": adapter.name},
                        "train": meta["train"] | {"steps": steps, "lr": chosen["lr"], "batch": chosen["batch"],
                                                  "captions": record["captions"], "images": paths, "sources": sources}}
@@ -120,8 +128,8 @@ def feedback(
 
     last_info = meta
     err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each")
-    final = feedback_rounds(model, oracles, theta, meta, references, cfg, train_cfg, rounds, manual, on_round,
-                            scorer=clip, prompts=own_prompts)
+    final = feedback_rounds(model, oracles, theta, meta, references, cfg, train_cfg, folder_for, rounds, manual,
+                            on_round, scorer=clip, prompts=own_prompts)
     if first:
         adapters.save(out, final, model, last_info)
         err.print(f"wrote {out}; rounds in {runs}")

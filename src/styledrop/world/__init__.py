@@ -217,13 +217,18 @@ def batch(n: int, seed: int, choices: list[tuple[str, str]]) -> list[Sample]:
     return [sample(i, seed, choices) for i in range(n)]
 
 
-def grid(images: list[np.ndarray], cols: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile (H, W, 3) uint8 images into one PIL picture."""
+def grid(images, cols: int | None = None, pad: int = 2, cell: int | None = None) -> Image.Image:
+    """Tile (H, W, 3) uint8 images (a list, or a sequence read one at a time) into one PIL picture, each shrunk
+    to at most ``cell`` px a side."""
     cols = cols or max(1, math.ceil(math.sqrt(len(images))))
     rows = math.ceil(len(images) / cols)
     h, w = images[0].shape[:2]
+    scale = min(1.0, cell / max(h, w)) if cell else 1.0
+    h, w = max(1, round(h * scale)), max(1, round(w * scale))
     out = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
-    for k, im in enumerate(images):
+    for k in range(len(images)):
         r, c = divmod(k, cols)
-        out.paste(Image.fromarray(im), (pad + c * (w + pad), pad + r * (h + pad)))
+        im = Image.fromarray(images[k])
+        out.paste(im if im.size == (w, h) else im.resize((w, h), Image.Resampling.LANCZOS),
+                  (pad + c * (w + pad), pad + r * (h + pad)))
     return out
