@@ -110,8 +110,8 @@ def test_candidates_go_to_disk_a_chunk_at_a_time_and_read_back_as_drawn(base, tm
     """A round's candidates are written as they are drawn and read back one at a time: the pictures equal one
     in-memory draw of the same prompts and seeds, and no draw ever asks for more than one chunk."""
     from styledrop import feedback
-    from styledrop.muse.sampler import SampleConfig, generate, guided_logits_fn
     from styledrop.io import PictureFolder
+    from styledrop.muse.sampler import SampleConfig, generate, guided_logits_fn
     theta = adapters.build(adapters.AdapterConfig(), base.transformer, base)
     cfg = FeedbackConfig(prompts=3, per_prompt=3, steps=2, seed=5)
     monkeypatch.setattr(feedback, "max_prompts", lambda base, batch: 4)  # 9 pictures in chunks of 4, 4 and 1

@@ -41,6 +41,26 @@ def test_no_drawn_look_imitates_a_held_out_style():
         assert look.background not in space.HELDOUT_GROUNDS
 
 
+def test_open_grounds_draw_held_out_styles_primitives_but_never_their_looks():
+    pairs = world.choose_pairs("pretrain", world.SPACE)
+    drawn = [world.open_look_sample(i, 3, pairs) for i in range(300)]
+    grounds = set()
+    for s in drawn:
+        look = space.parse_look(s.look, open_grounds=True)  # never too close to a held-out look
+        assert look.descriptor == s.look and s.style == world.SPACE
+        grounds.add(look.background)
+    assert grounds & set(space.HELDOUT_GROUNDS) == set(space.HELDOUT_GROUNDS)  # yellow, orange, white, black, brown
+    # the held-out looks themselves stay out, on their own grounds
+    pop = space.Look("red", outline="thick", background="yellow", background_texture="dotted", background2="orange")
+    assert space.too_close(pop, open_grounds=True) == "pop_art"
+    assert space.too_close(space.Look("red", "striped", "blue", background="white"), open_grounds=True) == "rainbow"
+    assert space.too_close(space.Look("orange", background="black"), open_grounds=True) == "lava"
+    assert space.too_close(space.Look("blue", background="yellow"), open_grounds=True) is None
+    assert space.too_close(space.Look("blue", background="yellow")) == "pop_art"  # closed grounds as before
+    # pretraining's own stream is untouched by the option
+    assert [s.image.tobytes() for s in _space(5)] == [s.image.tobytes() for s in _space(5)]
+
+
 @pytest.mark.parametrize("text, message", [
     ("with magenta fill, on blue", "unknown fill 'magenta'"),
     ("with red and blue wavy fill, on teal", "unknown fill texture 'wavy'"),

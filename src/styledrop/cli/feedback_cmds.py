@@ -22,7 +22,7 @@ from .base_cmds import (
     load_base,
     load_eyes,
 )
-from .common import app, content_prompts, err, fail, jsonl, png_bytes
+from .common import app, content_prompts, err, fail, jsonl
 
 
 @app.command()

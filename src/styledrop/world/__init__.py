@@ -181,6 +181,15 @@ def sample_look(index: int, seed: int, choices: list[tuple[str, str]], look: spa
     return _look_sample(rng, content, look, int(rng.integers(len(CAPTION_TEMPLATES))), pose)
 
 
+def open_look_sample(index: int, seed: int, choices: list[tuple[str, str]], pose: str = "random") -> Sample:
+    """Like ``sample`` over style-space pairs, but each look may stand on any ground, held-out styles' ground
+    colours included (``space.draw_look(open_grounds=True)``): their primitives, never their looks."""
+    rng = np.random.default_rng([seed, index])
+    content, _ = choices[rng.integers(len(choices))]
+    template = int(rng.integers(len(CAPTION_TEMPLATES)))
+    return _look_sample(rng, content, space.draw_look(rng, open_grounds=True), template, pose)
+
+
 def _look_sample(rng, content: str, look: space.Look, template: int, pose: str) -> Sample:
     image = render(content, SPACE, rng, pose, look)
     return Sample(image, content, SPACE, look_caption(content, look.descriptor, template),

@@ -80,12 +80,22 @@ def _check(what: str, value: str, allowed) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
 
 
-def too_close(look: Look) -> str | None:
+def too_close(look: Look, open_grounds: bool = False) -> str | None:
     """The held-out style a look would imitate, or None. Rules written against each held-out style's
-    own factors (styles.py); their effect is measured by the style oracle (``evaluate space``)."""
+    own factors (styles.py); their effect is measured by the style oracle (``evaluate space``).
+
+    ``open_grounds``: every colour may be a ground (the held-out styles' primitives are not held out, only their
+    looks), and the rules name those looks' combinations on such grounds instead."""
     grounds = {look.background} | ({look.background2} if look.background_texture != "plain" else set())
-    for colour in sorted(grounds & set(HELDOUT_GROUNDS)):
-        return HELDOUT_GROUNDS[colour]  # the ground of a held-out style
+    if not open_grounds:
+        for colour in sorted(grounds & set(HELDOUT_GROUNDS)):
+            return HELDOUT_GROUNDS[colour]  # the ground of a held-out style
+    elif grounds & {"yellow", "orange"} and (look.background_texture == "dotted" or look.outline == "thick"):
+        return "pop_art"  # halftone dots, or a thick outline, on a yellow-orange ground
+    elif "white" in grounds and look.fill_texture == "striped":
+        return "rainbow"  # banded fill on white
+    elif grounds & {"black", "brown"} and (look.fill in WARM or look.effect == "glowing"):
+        return "lava"  # a hot fill or a glow on a dark ground
     if look.fill_texture == "mottled" and {look.fill, look.fill2} <= WARM | {"black", "brown"}:
         return "lava"  # molten red-orange-yellow noise
     if look.effect == "glowing" and look.fill in WARM and look.background == "navy":
@@ -101,8 +111,9 @@ def _far(a: str, b: str) -> bool:
     return float(np.abs(np.subtract(COLOURS[a], COLOURS[b])).sum()) >= 0.6
 
 
-def draw_look(rng: np.random.Generator) -> Look:
-    """A random look, never one ``too_close`` to a held-out style; the fill stands out from the ground."""
+def draw_look(rng: np.random.Generator, open_grounds: bool = False) -> Look:
+    """A random look, never one ``too_close`` to a held-out style; the fill stands out from the ground.
+    ``open_grounds``: on any colour, held-out styles' grounds included (see ``too_close``)."""
     names, tex = list(COLOURS), list(TEXTURES)
 
     def colour(*unlike):
@@ -111,7 +122,7 @@ def draw_look(rng: np.random.Generator) -> Look:
             if all(_far(c, u) for u in unlike):
                 return c
 
-    grounds = [c for c in names if c not in HELDOUT_GROUNDS]
+    grounds = [c for c in names if open_grounds or c not in HELDOUT_GROUNDS]
     while True:
         bg = grounds[rng.integers(len(grounds))]
         bg_tex = "plain" if rng.random() < 0.4 else tex[1 + rng.integers(len(tex) - 1)]
@@ -123,7 +134,7 @@ def draw_look(rng: np.random.Generator) -> Look:
         look = Look(fill=fill, fill_texture=fill_tex, fill2=colour(fill), outline=OUTLINES[rng.integers(3)],
                     outline_colour=colour(fill), background=bg, background_texture=bg_tex, background2=bg2,
                     effect="none" if rng.random() < 0.5 else EFFECTS[1 + rng.integers(4)])
-        if too_close(look) is None:
+        if too_close(look, open_grounds) is None:
             return look
 
 
@@ -134,8 +145,9 @@ _LOOK_RE = re.compile(
     r"(?:, (?P<effect>\w+))?$")
 
 
-def parse_look(descriptor: str) -> Look:
-    """The look a descriptor names (the inverse of ``Look.descriptor``); ValueError naming what is wrong."""
+def parse_look(descriptor: str, open_grounds: bool = False) -> Look:
+    """The look a descriptor names (the inverse of ``Look.descriptor``); ValueError naming what is wrong.
+    ``open_grounds``: judged as ``draw_look(open_grounds=True)`` draws (see ``too_close``)."""
     m = _LOOK_RE.fullmatch(descriptor.strip())
     if m is None:
         raise ValueError(f"cannot read the look {descriptor!r}; expected e.g. "
@@ -151,7 +163,7 @@ def parse_look(descriptor: str) -> Look:
                 outline=m["outline"] or "none", outline_colour=m["ocol"] or "black", background=m["bg"],
                 background_texture=by_noun[btex] if btex else "plain", background2=m["bg2"] or "grey",
                 effect=m["effect"] or "none")
-    if (held := too_close(look)) is not None:
+    if (held := too_close(look, open_grounds)) is not None:
         raise ValueError(f"the look {descriptor!r} is too close to the held-out style {held}, "
                          f"which the base must never see")
     return look
