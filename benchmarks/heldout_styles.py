@@ -23,22 +23,24 @@ import numpy as np
 import torch
 
 from styledrop import adapters, world
+from styledrop.defaults import describe, settle_all
 from styledrop.evaluate import evaluate_style
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
-from styledrop.muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B, SampleConfig
+from styledrop.muse.sampler import SampleConfig
 from styledrop.oracle import Oracles
 from styledrop.train import TrainConfig, train_adapter
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=TrainConfig.steps)
-    ap.add_argument("--lr", type=float, default=TrainConfig.lr)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--kind", default="bottleneck", choices=adapters.KINDS)
-    ap.add_argument("--lambda-a", type=float, default=DEFAULT_LAMBDA_A)
-    ap.add_argument("--lambda-b", type=float, default=DEFAULT_LAMBDA_B)
+    # left out, each of these is the base's default (its styledrop.json, else defaults.py), as the CLI's are
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--rank", type=int, default=None)
+    ap.add_argument("--kind", default=None, choices=adapters.KINDS)
+    ap.add_argument("--lambda-a", type=float, default=None)
+    ap.add_argument("--lambda-b", type=float, default=None)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--reference-content", default="house")
     ap.add_argument("--pose", default="random", choices=world.POSES, help="pose of the reference picture")
@@ -58,6 +60,11 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load()
+    chosen, sources = settle_all(base, adapter=args.kind, rank=args.rank, lr=args.lr, train_steps=args.steps,
+                                 lambda_a=args.lambda_a, lambda_b=args.lambda_b)
+    print(f"settings: {describe(chosen, sources)}", flush=True)
+    sample = SampleConfig(steps=chosen["sample_steps"], token_temperature=chosen["token_temperature"],
+                          temperature=chosen["temperature"])
     report = {}
     styles = args.styles or {"paper": list(world.HELDOUT_VARIANTS), "hard": list(world.HELDOUT_STYLES),
                              "both": [*world.HELDOUT_VARIANTS, *world.HELDOUT_STYLES]}[args.regime]
@@ -71,12 +78,13 @@ def main():
         refs = [ref] + [world.sample(k, 0, [(c, style)], args.pose).image for k, c in enumerate(contents[1:], 1)]
         captions = [f"{world.caption(c, None)} {descriptor}" for c in contents]
         t = time.time()
-        theta = train_adapter(base, refs, captions, adapters.AdapterConfig(args.kind, args.rank),
-                              TrainConfig(steps=args.steps, lr=args.lr, max_mask=args.max_mask, prior=args.prior),
+        theta = train_adapter(base, refs, captions, adapters.AdapterConfig(chosen["adapter"], chosen["rank"]),
+                              TrainConfig(steps=chosen["train_steps"], lr=chosen["lr"], batch=chosen["batch"],
+                                          max_mask=args.max_mask, prior=args.prior),
                               words=descriptor, prior_prompts=prior_prompts)
         train_s = time.time() - t
-        r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, SampleConfig(steps=12),
-                           args.lambda_a, args.lambda_b, args.seeds)
+        r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, sample, chosen["lambda_a"],
+                           chosen["lambda_b"], args.seeds)
         images = r.pop("images")
         save_png(args.out / f"{style}_reference.png", ref)
         for name, ims in images.items():
@@ -101,8 +109,8 @@ def main():
         print(f"mean, {regime} regime: adapter style {mean['style_acc']:.2f} content {mean['content_acc']:.2f} "
               f"leak {mean['leakage']:.2f} toy FID {mean['fid']:.1f} | base alone style {mean['base_style_acc']:.2f} "
               f"content {mean['base_content_acc']:.2f}", flush=True)
-    write_json(args.out / "report.json", {"args": {k: str(v) for k, v in vars(args).items()}, "styles": report,
-                                          "summary": summary})
+    write_json(args.out / "report.json", {"args": {k: str(v) for k, v in vars(args).items()}, "settings": chosen,
+                                          "styles": report, "summary": summary})
     if args.json:
         print(json.dumps({"summary": summary, "styles": {s: {k: r[k] for k in ("regime", "adapter", "base",
                                                                               "train_seconds")}

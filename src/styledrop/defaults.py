@@ -84,6 +84,14 @@ def settle(base, given: dict[str, object]) -> tuple[dict[str, object], dict[str,
     return values, sources
 
 
+def settle_all(base, **given) -> tuple[dict[str, object], dict[str, str]]:
+    """Every setting of ``KEYS``: those given (not None), the rest the base's defaults (what benchmarks run with)."""
+    unknown = set(given) - set(KEYS)
+    if unknown:
+        raise ValueError(f"unknown settings {', '.join(sorted(unknown))}; expected some of {', '.join(KEYS)}")
+    return settle(base, {k: given.get(k) for k in KEYS})
+
+
 def describe(values: dict, sources: dict) -> str:
     """One line: 'λA 2.0 (aMUSEd-256 default: StyleDrop paper), steps 36 (...), lr 0.001 (given)'."""
     names = {"lambda_a": "λA", "lambda_b": "λB", "sample_steps": "steps", "train_steps": "steps"}

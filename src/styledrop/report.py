@@ -49,6 +49,13 @@ class ReportConfig:
     lambda_a: float = DEFAULT_LAMBDA_A
     lambda_b: float = DEFAULT_LAMBDA_B
     sample_steps: int = 12
+    # the rest of the base's defaults (``defaults.py``; the CLI fills them from the base): the tiny base's here
+    adapter: str = "bottleneck"
+    rank: int = 8
+    lr: float = TrainConfig.lr
+    batch: int = TrainConfig.batch
+    token_temperature: float = SampleConfig.token_temperature
+    temperature: float = SampleConfig.temperature
     token: str | None = None  # caption the style "in TOKEN style" (e.g. "[v]") instead of by its descriptor
     descriptor: str | None = None  # with the user's own reference: its style descriptor, e.g. "in watercolor style"
     manual: tuple[int, ...] = ()  # round-1 candidate ids a person kept: adds the "round 2 manual" row
@@ -100,13 +107,16 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
     if oracles is None and prompts is None:
         prompts = list(DEFAULT_PROMPTS)
     meta = {"style": descriptor, "caption": caption_for(content_prompt(cfg.reference_content), descriptor)}
-    train_cfg = TrainConfig(steps=cfg.steps)
-    adapter_cfg = adapters.AdapterConfig()
+    train_cfg = TrainConfig(steps=cfg.steps, lr=cfg.lr, batch=cfg.batch)
+    adapter_cfg = adapters.AdapterConfig(cfg.adapter, cfg.rank)
+    sample = SampleConfig(steps=cfg.sample_steps, token_temperature=cfg.token_temperature,
+                          temperature=cfg.temperature)
     say("round 1: training on the reference")
     models = {"base": None, "round 1": train_adapter(base, [reference], meta["caption"], adapter_cfg, train_cfg)}
 
     fb = FeedbackConfig(prompts=cfg.prompts, per_prompt=cfg.per_prompt, keep=cfg.keep,
-                        lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, steps=cfg.sample_steps)
+                        lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, steps=cfg.sample_steps,
+                        token_temperature=cfg.token_temperature, temperature=cfg.temperature)
     say(f"round 1: generating {cfg.prompts * cfg.per_prompt} candidates")
     with tempfile.TemporaryDirectory(prefix="styledrop-candidates-") as drawing:  # read back one at a time
         contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb,
@@ -128,7 +138,7 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
     table, grids = {}, {}
     for name, theta in models.items():
         say(f"evaluating {name} on {len(pairs)} prompts")
-        ims = style_samples(base, theta, descriptor, pairs, SampleConfig(steps=cfg.sample_steps, seed=10_000),
+        ims = style_samples(base, theta, descriptor, pairs, replace(sample, seed=10_000),
                             cfg.lambda_a, cfg.lambda_b)
         scores = style_metrics(scorer, oracles, ims, pairs, ref, reference)
         table[name] = {m: interval(np.array([v[seed_of == k].mean() for k in range(cfg.seeds)]),

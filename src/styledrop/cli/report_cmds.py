@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..muse.sampler import DEFAULT_LAMBDA_A, DEFAULT_LAMBDA_B
-from ..train import TrainConfig
-from .base_cmds import BASE_HELP, DEVICE_HELP, DTYPE_HELP, SCORER_HELP, load_base, load_eyes
+from ..defaults import describe, settle_all
+from .base_cmds import (
+    BASE_HELP,
+    DEVICE_HELP,
+    DTYPE_HELP,
+    LAMBDA_A_HELP,
+    LAMBDA_B_HELP,
+    SCORER_HELP,
+    load_base,
+    load_eyes,
+)
 from .common import app, content_prompts, err, fail
 
 
@@ -26,15 +35,15 @@ def report(
     out: Path = typer.Option(..., help="HTML file to write (self-contained: images embedded)."),
     reference_content: str = typer.Option("house", help="What the one reference image shows (with --image: any "
                                           "words, e.g. 'a bridge')."),
-    steps: int = typer.Option(TrainConfig.steps, help="Adapter training steps per round."),
+    steps: Optional[int] = typer.Option(None, help="Adapter training steps per round (default: the base's)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts of candidates and "
                                                 "evaluation, one per line (default: the world's contents on the "
                                                 "toy base, 30 everyday subjects on any other)."),
     prompts: int = typer.Option(12, "--n-prompts", help="Round-1 candidate prompts, cycling through the list."),
     per_prompt: int = typer.Option(8, help="Round-1 candidates per prompt."),
     seeds: int = typer.Option(4, help="Evaluation seeds per content (the intervals are over these)."),
-    lambda_a: float = typer.Option(DEFAULT_LAMBDA_A, help="Adapter guidance λA."),
-    lambda_b: float = typer.Option(DEFAULT_LAMBDA_B, help="Text guidance λB."),
+    lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP),
+    lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP),
     token: Optional[str] = typer.Option(None, help="Caption the style 'in TOKEN style' (e.g. '\\[v]') instead of by "
                                         "its descriptor: with a pretraining style, the adapter must still learn it "
                                         "from the picture."),
@@ -59,9 +68,8 @@ def report(
         fail("give --style (a world style, on the toy base) or --image (your own reference picture), one of them")
     try:
         manual = tuple(int(x) for x in ids.split(",") if x.strip()) if ids else ()
-        cfg = ReportConfig(style=style, reference_content=reference_content, steps=steps, prompts=prompts,
-                           per_prompt=per_prompt, seeds=seeds, lambda_a=lambda_a, lambda_b=lambda_b,
-                           token=token, descriptor=descriptor, manual=manual)
+        cfg = ReportConfig(style=style, reference_content=reference_content, prompts=prompts,
+                           per_prompt=per_prompt, seeds=seeds, token=token, descriptor=descriptor, manual=manual)
     except ValueError as e:
         fail(str(e) if "invalid literal" not in str(e) else f"--ids must be comma-separated numbers, got {ids!r}")
     if out.suffix.lower() not in (".html", ".htm"):
@@ -72,6 +80,11 @@ def report(
                   f"({', '.join(world.HELDOUT_STYLES)})")
     t = time.time()
     model = load_base(base, device, dtype)
+    chosen, sources = settle_all(model, train_steps=steps, lambda_a=lambda_a, lambda_b=lambda_b)
+    err.print(f"settings: {describe(chosen, sources)}")
+    cfg = replace(cfg, steps=chosen["train_steps"], sample_steps=chosen["sample_steps"],
+                  **{k: chosen[k] for k in ("lambda_a", "lambda_b", "adapter", "rank", "lr", "batch",
+                                            "token_temperature", "temperature")})
     reference = load_image(image, model.image_size)[0] if image is not None else None
     oracles, clip = load_eyes(model, scorer)
     if oracles is None and style is not None:
