@@ -18,6 +18,23 @@ def test_tiny_training_round_trips_through_safetensors(tmp_path):
         assert torch.allclose(trained.style(x), loaded.style(x))
 
 
+def test_an_oracle_trained_with_the_style_space_has_its_class_and_keeps_it_through_a_save(tmp_path):
+    cfg = oracle.OracleConfig(steps=2, batch=8, width=4, space=0.5)
+    trained = oracle.train(cfg)
+    assert trained.style_names == list(world.STYLE_NAMES) + ["space"]
+    assert trained.style.head.out_features == len(world.STYLE_NAMES) + 1
+    path = tmp_path / "o.safetensors"
+    trained.save(path, {"width": 4, "styles": trained.style_names})
+    loaded = oracle.Oracles.load(path)
+    assert loaded.style_names == trained.style_names
+    images = [world.open_look_sample(k, 0, world.choose_pairs(None, world.SPACE)) for k in range(6)]
+    assert [p["style"] for p in loaded.classify([s.image for s in images])] == [
+        p["style"] for p in trained.classify([s.image for s in images])]
+    check = oracle.space_check(loaded, 8)
+    assert check["n"] == 8 and 0 <= check["space_acc"] <= 1 and 0 <= check["called_held_out"] <= 1
+    assert oracle.Oracles.load().style_names == list(world.STYLE_NAMES)  # the shipped one has no such class
+
+
 def test_shipped_oracles_reach_95_percent(cli):
     code, out, _ = cli("oracle", "check", "--json", "--n", 400)
     acc = json.loads(out)

@@ -178,7 +178,8 @@ def load(path, base) -> tuple[nn.Module, dict]:
     if meta["base_id"] != base.model_id():
         made = meta.get("base_name") or meta.get("base_path")  # base_path: files written before base_name
         raise UserError(f"{path} was trained for base {meta['base_id']} ({made}), "
-                        f"but the base in use is {base.model_id()} ({Path(base.path).name})")
+                        f"but the base in use is {base.model_id()} ({Path(base.path).name}): an adapter fits only the "
+                        f"G it was trained on, so train it again on this base (styledrop train)")
     try:
         adapter = build(AdapterConfig(**meta["adapter"]), base.transformer, base, meta.get("words"),
                         meta.get("token_ids"))

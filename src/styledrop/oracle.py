@@ -59,23 +59,31 @@ class OracleConfig:
     lr: float = 2e-3
     width: int = 16
     seed: int = 0
+    # Fraction of each batch from the style space on open grounds, its own style class "space" (content labelled as
+    # usual): a new look is then judged "some look" rather than the nearest named style (held-out ones included)
+    space: float = 0.0
+
+
+SPACE_CLASS = "space"
 
 
 class Oracles:
     """The pair of classifiers, with the class names they predict."""
 
-    def __init__(self, content: OracleNet, style: OracleNet):
+    def __init__(self, content: OracleNet, style: OracleNet, style_names: list[str] | None = None):
         self.content, self.style = content.eval(), style.eval()
+        self.style_names = list(style_names or world.STYLE_NAMES)  # + "space" for an oracle trained with it
 
     @classmethod
     def load(cls, path=ORACLE_PATH) -> "Oracles":
         tensors, meta = load_tensors(path)
+        names = {"content": world.CONTENTS, "style": meta.get("styles", world.STYLE_NAMES)}
         nets = {}
-        for kind, names in (("content", world.CONTENTS), ("style", world.STYLE_NAMES)):
-            net = OracleNet(classes=len(names), width=meta["width"])
+        for kind in ("content", "style"):
+            net = OracleNet(classes=len(names[kind]), width=meta["width"])
             net.load_state_dict({k[len(kind) + 1:]: v for k, v in tensors.items() if k.startswith(kind + ".")})
             nets[kind] = net
-        return cls(nets["content"], nets["style"])
+        return cls(nets["content"], nets["style"], names["style"])
 
     def save(self, path, meta: dict) -> None:
         tensors = {f"content.{k}": v for k, v in self.content.state_dict().items()}
@@ -113,7 +121,7 @@ class Oracles:
         for c, s in zip(pc, ps):
             ci, si = int(c.argmax()), int(s.argmax())
             out.append({"content": world.CONTENTS[ci], "content_prob": round(float(c[ci]), 4),
-                        "style": world.STYLE_NAMES[si], "style_prob": round(float(s[si]), 4)})
+                        "style": self.style_names[si], "style_prob": round(float(s[si]), 4)})
         return out
 
     def accuracy(self, samples: list[world.Sample]) -> dict:
@@ -144,6 +152,17 @@ def variant_check(oracles: "Oracles", n: int = 400, seed: int = TEST_SEED) -> di
     return out
 
 
+def space_check(oracles: "Oracles", n: int = 500, seed: int = TEST_SEED) -> dict:
+    """On fresh renders of the style space on open grounds: the share the style oracle calls ``space``, and the
+    share it calls a held-out style or variant (what would count as a held-out look where there is none)."""
+    samples = [world.open_look_sample(k, seed, world.choose_pairs(None, world.SPACE)) for k in range(n)]
+    preds = oracles.classify([s.image for s in samples])
+    held = set(world.HELDOUT_STYLES) | set(world.HELDOUT_VARIANTS)
+    return {"space_acc": float(np.mean([p["style"] == SPACE_CLASS for p in preds])),
+            "called_held_out": float(np.mean([p["style"] in held for p in preds])),
+            "content_acc": float(np.mean([p["content"] == s.content for p, s in zip(preds, samples)])), "n": n}
+
+
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Mild blur on some images and pixel noise on all: generated images are a bit soft."""
     b = x.shape[0]
@@ -157,16 +176,24 @@ def train(cfg: OracleConfig, progress=None) -> Oracles:
     """Train both classifiers on the same endless stream of fresh renders."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
+    names = list(world.STYLE_NAMES) + ([SPACE_CLASS] if cfg.space else [])
     content = OracleNet(classes=len(world.CONTENTS), width=cfg.width)
-    style = OracleNet(classes=len(world.STYLE_NAMES), width=cfg.width)
+    style = OracleNet(classes=len(names), width=cfg.width)
     params = list(content.parameters()) + list(style.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.steps)))
     all_pairs = world.pairs()
     ci = {c: i for i, c in enumerate(world.CONTENTS)}
-    si = {s: i for i, s in enumerate(world.STYLE_NAMES)}
+    si = {s: i for i, s in enumerate(names)} | ({world.SPACE: names.index(SPACE_CLASS)} if cfg.space else {})
+    looks = world.choose_pairs(None, world.SPACE)  # every content, on any ground
+
+    def picture(k):
+        if int((k + 1) * cfg.space) > int(k * cfg.space):  # spread evenly
+            return world.open_look_sample(k, cfg.seed, looks)
+        return world.sample(k, cfg.seed, all_pairs)
+
     for step in range(cfg.steps):
-        samples = [world.sample(step * cfg.batch + k, cfg.seed, all_pairs) for k in range(cfg.batch)]
+        samples = [picture(step * cfg.batch + k) for k in range(cfg.batch)]
         x = _augment(to_tensor([s.image for s in samples]), g)
         yc = torch.tensor([ci[s.content] for s in samples])
         ys = torch.tensor([si[s.style] for s in samples])
@@ -178,12 +205,14 @@ def train(cfg: OracleConfig, progress=None) -> Oracles:
         sched.step()
         if progress:
             progress(step + 1, cfg.steps, {"content_loss": loss_c.item(), "style_loss": loss_s.item()})
-    return Oracles(content, style)
+    return Oracles(content, style, names)
 
 
 def train_and_save(cfg: OracleConfig, path=ORACLE_PATH, n_test: int = 2000, progress=None) -> dict:
     oracles = train(cfg, progress)
     acc = oracles.accuracy(test_set(n_test))
+    if SPACE_CLASS in oracles.style_names:
+        acc["space"] = space_check(oracles, n_test // 4)
     oracles.save(path, {"width": cfg.width, "config": asdict(cfg), "test": acc,
-                        "contents": world.CONTENTS, "styles": world.STYLE_NAMES})
+                        "contents": world.CONTENTS, "styles": oracles.style_names})
     return acc

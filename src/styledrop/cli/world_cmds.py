@@ -110,6 +110,8 @@ def oracle_train(
     steps: int = typer.Option(2000, help="Training steps (each on a fresh batch of renders)."),
     batch: int = typer.Option(96, help="Images per step."),
     seed: int = typer.Option(0, help="Seed of the training stream."),
+    space: float = typer.Option(0.0, help="Fraction of each batch from the style space on any ground, as a style "
+                                "class of its own ('space'); 0 = the shipped oracle's recipe."),
     out: Path = typer.Option(None, help="Where to save (default: the shipped oracle file)."),
 ):
     """Re-train both oracles from scratch (about 13 minutes on 2 cores) and report test accuracy.
@@ -118,7 +120,9 @@ def oracle_train(
     from .. import oracle
     if steps < 1 or batch < 1:
         fail("--steps and --batch must be at least 1")
-    cfg = oracle.OracleConfig(steps=steps, batch=batch, seed=seed)
+    if not 0 <= space < 1:
+        fail(f"--space is a fraction of each batch in [0, 1), got {space}")
+    cfg = oracle.OracleConfig(steps=steps, batch=batch, seed=seed, space=space)
     with progress_bar() as bar:
         task = bar.add_task("oracles", total=steps, info="")
         def tick(i, total, losses):
