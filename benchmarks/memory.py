@@ -6,16 +6,16 @@ The VQ-GAN is the part whose memory grows with the number of pictures (its activ
 is built at amused's exact geometry (diffusers' scripts/convert_amused.py: block_out_channels 128-256-256-512-768,
 latent 64, 8192 codes); G is a smaller UVit2D (``--g-hidden``, ``--g-layers``) with amused's token grid, text
 width and vocabulary, since its weights are a fixed cost (≈1.2 GB of amused's 1.6 GB in bf16) that any run pays
-once. Each measurement runs in its own process: the peak is the process's maximum resident memory on the CPU
-(``torch.cuda.max_memory_allocated`` on a GPU) minus what it held once the models were loaded, so the table shows
-the work's own memory, which the chunked VQ keeps bounded. Random weights: memory does not depend on them.
+once. Each measurement runs in its own process: the peak is the process's peak resident memory on the CPU (VmHWM,
+reset once the models are loaded and paged in; ``torch.cuda.max_memory_allocated`` on a GPU) minus what it held
+then, so the table shows the work's own memory, which the chunked VQ keeps bounded. Random weights: memory does
+not depend on them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -60,17 +60,41 @@ def build(folder: Path, size: int, hidden: int, layers: int) -> None:
         "transformer": ["diffusers", "UVit2DModel"], "vqvae": ["diffusers", "VQModel"]})
 
 
+def _status_mb(key: str) -> float:
+    """A line of /proc/self/status in MB (VmRSS: resident now; VmHWM: its peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def settle_memory(models, device: str) -> float:
+    """Make the loaded weights resident, reset the peak, and return the memory held now (MB).
+
+    Weights loaded from safetensors may be memory-mapped and only paged in when first used, and loading has its
+    own transient peak: without this, the first would count as the work's and the second could hide it."""
+    import torch
+    for model in models:
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.float().sum().item()  # touch every page
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the resident size (Linux >= 4.0)
+    return _status_mb("VmRSS")
+
+
 def peak_mb(device: str) -> float:
     import torch
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 
 
 def one(folder: Path, op: str, dtype: str, device: str) -> dict:
     """Run one command's work in this process; returns its working memory (MB above the loaded models)."""
     import numpy as np
-    import torch
 
     from styledrop import adapters
     from styledrop.device import DTYPES
@@ -82,9 +106,8 @@ def one(folder: Path, op: str, dtype: str, device: str) -> dict:
     rng = np.random.default_rng(0)
     pictures = [rng.integers(0, 255, (base.image_size, base.image_size, 3), dtype=np.uint8) for _ in range(31)]
     cfg = adapters.AdapterConfig("lora", 16)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    loaded, t = peak_mb(device), time.time()
+    loaded = settle_memory([base.transformer, base.vq, base.text_encoder], device)
+    t = time.time()
     if op in ("train1", "train30", "feedback_round2"):
         n = {"train1": 1, "train30": 30, "feedback_round2": 31}[op]  # round 2: the reference + 30 kept pictures
         train_adapter(base, pictures[:n], "a picture in [v] style", cfg, TrainConfig(steps=2, batch=1, lr=4e-4))
