@@ -371,6 +371,20 @@ def test_base_id_follows_the_weights_not_how_they_were_saved(base, tmp_path):
     assert base_fingerprint(copy) != base_fingerprint(base.path)
 
 
+def test_a_base_over_the_shard_size_is_saved_in_shards_and_loads_the_same(base, tmp_path):
+    from styledrop.muse.base import MuseBase, base_fingerprint
+    base.save(tmp_path / "whole")
+    base.save(tmp_path / "shards", shard_mb=0.01)  # 10 KB files: every part is split
+    g = tmp_path / "shards" / "transformer"
+    files = sorted(g.glob("*.safetensors"))
+    assert len(files) > 1 and (g / "diffusion_pytorch_model.safetensors.index.json").is_file()
+    assert all(f.stat().st_size < 200_000 for f in files)
+    a, b = MuseBase.load(tmp_path / "whole"), MuseBase.load(tmp_path / "shards")
+    for x, y in zip(a.transformer.state_dict().values(), b.transformer.state_dict().values()):
+        assert torch.equal(x, y)
+    assert base_fingerprint(tmp_path / "shards") == base_fingerprint(tmp_path / "whole")  # the same G, the same id
+
+
 def test_varied_fraction_of_g_pictures_and_its_recipe():
     from styledrop import world
     from styledrop.muse.train_transformer import TransformerTrainConfig, token_dataset

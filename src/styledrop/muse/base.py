@@ -36,6 +36,7 @@ from .vq import DiffusersVQ, TinyVQModel
 DEFAULT_BASE = Path(__file__).resolve().parent.parent / "assets" / "base"
 PARTS = ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler")
 WEIGHTS = {"transformer": "diffusion_pytorch_model", "vqvae": "diffusion_pytorch_model", "text_encoder": "model"}
+SHARD_MB = 16  # the largest weight file a saved base writes
 
 
 @dataclass
@@ -115,9 +116,10 @@ class MuseBase:
 
     # ------------------------------------------------------------------ disk
 
-    def save(self, path: Path, dtype=torch.float16) -> None:
+    def save(self, path: Path, dtype=torch.float16, shard_mb: int = SHARD_MB) -> None:
         """Write the aMUSEd layout. Weights are stored in ``dtype`` (half by default: the shipped base
-        must stay small) and cast back to float32 on load."""
+        must stay small) and cast back to float32 on load. A part over ``shard_mb`` is split into files of at
+        most that size with an index, as the hub does (a wider G trained on a GPU stays committable)."""
         path = Path(path)
         vq = self.vq.vq if isinstance(self.vq, DiffusersVQ) else self.vq
         parts = [(self.transformer, "transformer"), (vq, "vqvae"), (self.text_encoder, "text_encoder")]
@@ -125,7 +127,7 @@ class MuseBase:
             parts.append((self.scorer, "clip_scorer"))
         for module, name in parts:  # transformer includes pos_embed.weight when attached
             original = next(module.parameters()).dtype
-            module.to(dtype).save_pretrained(path / name)
+            module.to(dtype).save_pretrained(path / name, max_shard_size=f"{shard_mb}MB")
             module.to(original)
         self.tokenizer.save_pretrained(path / "tokenizer")
         AmusedScheduler(mask_token_id=self.mask_id, masking_schedule="cosine").save_pretrained(path / "scheduler")
@@ -229,14 +231,17 @@ def base_fingerprint(path: Path) -> str:
 
     Only what defines G enters it (config values, not the library versions saved beside them; tensors in half
     precision, from the files G is loaded from), so the same G saved again, once in fp32 and once in fp16, or
-    downloaded with or without hub's extra ``.fp16`` files, keeps its id."""
+    downloaded with or without hub's extra ``.fp16`` files, whole or in shards, keeps its id."""
     h = hashlib.sha256()
     folder = Path(path) / "transformer"
     config = json.loads((folder / "config.json").read_text())
     h.update(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}, sort_keys=True).encode())
+    where = {}  # every tensor's file: sorted over all of them, so that sharding does not change the id
     for f in folders.weight_files(folder, "diffusion_pytorch_model"):
         with safe_open(f, framework="pt") as st:
-            for key in sorted(st.keys()):
-                h.update(key.encode())
-                h.update(st.get_tensor(key).to(torch.float16).contiguous().view(torch.uint8).numpy().tobytes())
+            where |= {key: f for key in st.keys()}
+    for key in sorted(where):
+        with safe_open(where[key], framework="pt") as st:
+            h.update(key.encode())
+            h.update(st.get_tensor(key).to(torch.float16).contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
