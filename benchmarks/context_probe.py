@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from styledrop import world
 from styledrop.evaluate import oracle_scores
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig, cfg_logits_fn, decode_tokens, tokens_to_images
-from styledrop.oracle import Oracles, to_tensor
+from styledrop.oracle import ORACLE_PATH, Oracles, to_tensor
 
 KNOWN = ("watercolor", "neon_glow")
 
@@ -70,9 +71,11 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    ap.add_argument("--oracle", type=Path, default=None, help="another oracle file (default: the shipped one, "
+                    "the measuring stick of every table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    base, oracles = MuseBase.load(args.base), Oracles.load()
+    base, oracles = MuseBase.load(args.base), Oracles.load(args.oracle or ORACLE_PATH)
     print(f"base {base.path} ({base.grid}x{base.grid} tokens, ring {max(1, base.grid // 8)}); content / style, "
           f"{args.n} pictures a cell, guidance {args.guidance}", flush=True)
     print(f"{'context style':18s} {'regime':8s} {'content only':>13s} {'+ descriptor':>13s} {'from scratch':>13s}")

@@ -28,7 +28,7 @@ from styledrop.evaluate import evaluate_style
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig
-from styledrop.oracle import Oracles
+from styledrop.oracle import ORACLE_PATH, Oracles
 from styledrop.train import TrainConfig, train_adapter
 
 
@@ -57,9 +57,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
+    ap.add_argument("--oracle", type=Path, default=None, help="another oracle file (default: the shipped one, "
+                    "the measuring stick of every table)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    base, oracles = MuseBase.load(args.base), Oracles.load()
+    base, oracles = MuseBase.load(args.base), Oracles.load(args.oracle or ORACLE_PATH)
     chosen, sources = settle_all(base, adapter=args.kind, rank=args.rank, lr=args.lr, train_steps=args.steps,
                                  lambda_a=args.lambda_a, lambda_b=args.lambda_b)
     print(f"settings: {describe(chosen, sources)}", flush=True)
