@@ -111,7 +111,7 @@ def test_restyle_command_writes_sample_like_outputs_and_refuses_bad_input(cli, b
     assert grid.size[0] > 3 * base.image_size  # the input beside its two outputs
     for args, words in [((), "give a style adapter"), (("--adapter", adapter, "--strength", 0), "strength must be"),
                         (("--adapter", adapter, "--strength", 1.5), "strength must be"),
-                        (("--adapter", adapter, "--prompt", " "), "empty prompt")]:
+                        (("--adapter", adapter, "--content", " "), "empty --content")]:
         bad = tmp_path / "bad"
         code, _, err = cli("restyle", "--image", pic, "--out", bad, "--base", base.path, *args)
         assert code == 2 and words in err and not bad.exists(), (args, err)

@@ -30,8 +30,9 @@ def restyle(
     image: list[Path] = typer.Option(..., help="Picture(s) to restyle; any size or mode (converted, with a note)."),
     out: Path = typer.Option(..., help="Folder for the PNGs, grid.png (inputs beside outputs), metadata.jsonl."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", "--style", help="Style adapter from `styledrop train`."),
-    prompt: Optional[str] = typer.Option(None, help="What the picture shows, e.g. 'a cat' (default: the adapter's "
-                                                    "content-free caption, 'a picture in STYLE')."),
+    prompt: Optional[str] = typer.Option(None, "--content", "--prompt",
+                                         help="What the picture shows, e.g. 'a cat': the re-drawing keeps it far "
+                                              "better when named (default: 'a picture', + the adapter's style)."),
     strength: float = typer.Option(RestyleConfig.strength, help="Fraction of tokens re-drawn: 0 < strength <= 1 "
                                                                 "(1 = sample from scratch)."),
     select: str = typer.Option(RestyleConfig.select, help=f"Which tokens are re-drawn: {' | '.join(SELECTS)}."),
@@ -48,15 +49,15 @@ def restyle(
 ):
     """Restyle existing pictures: re-mask a fraction of their tokens and re-draw them with the style adapter.
 
-    Example: styledrop restyle --adapter runs/pop.safetensors --image cat.png --strength 0.6 --n 4 --out runs/cat_pop"""
+    Example: styledrop restyle --adapter runs/pop.safetensors --image cat.png --content 'a cat' --n 4 --out runs/cat_pop"""
     from .. import adapters, world
     from ..evaluate import style_prompt
     from ..restyle import restyle as run
     from .adapter_cmds import read_images
     if adapter is None and not (prompt or "").strip():
-        fail("give a style adapter (--adapter) or at least a --prompt to re-draw the picture with")
+        fail("give a style adapter (--adapter) or at least a --content to re-draw the picture with")
     if prompt is not None and not prompt.strip():
-        fail("empty prompt: give some text, e.g. --prompt 'a cat'")
+        fail("empty --content: say what the picture shows, e.g. --content 'a cat'")
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
     check_fit(fit)
