@@ -243,10 +243,12 @@ def test_browser_whole_flow_with_reload(server, tmp_path):
         n_restyle = driver.find_element(By.ID, "restyle-n")
         n_restyle.clear()
         n_restyle.send_keys("2")
+        driver.find_element(By.ID, "restyle-content").send_keys("a house")  # what it shows, its own field
         driver.find_element(By.ID, "restyle-btn").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input.pick")) == 5)
         newest = driver.find_elements(By.CSS_SELECTOR, ".batch")[0]
         assert "restyled at strength 0.6" in newest.text and newest.find_element(By.CSS_SELECTOR, "figure.input")
+        assert "“a house in " in newest.text  # the picture's content, then the style
         picks = driver.find_elements(By.CSS_SELECTOR, "input.pick")
         picks[2].click()  # the restyled ones come first now; untick and re-tick by id below
         picks[2].click()

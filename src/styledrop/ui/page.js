@@ -335,7 +335,7 @@ $("restyle-btn").addEventListener("click", async () => {
   form.append("strength", $("strength").value);
   form.append("n", $("restyle-n").value);
   form.append("seed", $("seed").value);
-  form.append("prompt", $("prompt").value);
+  form.append("prompt", $("restyle-content").value);
   if ($("style-round").value) form.append("style_round", $("style-round").value);
   poll(true);
   try {
