@@ -24,16 +24,10 @@ from styledrop import world
 from styledrop.evaluate import oracle_scores
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig, cfg_logits_fn, decode_tokens, tokens_to_images
+from styledrop.muse.schedule import ring
 from styledrop.oracle import ORACLE_PATH, Oracles, to_tensor
 
 KNOWN = ("watercolor", "neon_glow")
-
-
-def ring(grid: int, width: int) -> torch.Tensor:
-    """(grid * grid,) True on the border ``width`` tokens deep."""
-    r = torch.arange(grid)
-    edge = (r < width) | (r >= grid - width)
-    return (edge[:, None] | edge[None, :]).flatten()
 
 
 def descriptor_of(style: str) -> str:

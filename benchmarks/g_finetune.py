@@ -30,17 +30,11 @@ from styledrop.io import load_tensors
 from styledrop.muse import schedule, stages
 from styledrop.muse import transformer as tr
 from styledrop.muse.base import MuseBase
+from styledrop.muse.schedule import ring
 from styledrop.muse.train_transformer import caption_table
 from styledrop.oracle import to_tensor
 
 EXTRAS = ("none", "varied", "space", "open_space")
-
-
-def ring(grid: int, width: int) -> torch.Tensor:
-    """(grid * grid,) True on the border ``width`` tokens deep: the context the in-context probe keeps."""
-    r = torch.arange(grid)
-    edge = (r < width) | (r >= grid - width)
-    return (edge[:, None] | edge[None, :]).flatten()
 
 
 @torch.no_grad()

@@ -42,6 +42,14 @@ def test_random_mask_follows_schedule_and_marks_positions():
     assert fraction.max() <= 0.5 + 1 / 64 and fraction.min() < 0.1  # the whole range below the cap is used
 
 
+def test_ring_is_the_border_so_deep_and_nothing_inside():
+    from styledrop.muse.schedule import ring
+    for grid, width in ((8, 1), (16, 2)):
+        m = ring(grid, width).view(grid, grid)
+        assert m[:width].all() and m[-width:].all() and m[:, :width].all() and m[:, -width:].all()
+        assert not m[width:-width, width:-width].any() and int(m.sum()) == grid**2 - (grid - 2 * width) ** 2
+
+
 def test_sampler_unmasks_monotonically_and_finishes():
     mask_id, counts = 10, []
 

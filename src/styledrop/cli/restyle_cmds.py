@@ -49,7 +49,7 @@ def restyle(
 ):
     """Restyle existing pictures: re-mask a fraction of their tokens and re-draw them with the style adapter.
 
-    Example: styledrop restyle --adapter runs/pop.safetensors --image cat.png --content 'a cat' --n 4 --out runs/cat_pop"""
+    Example: styledrop restyle --adapter runs/pop.safetensors --image cat.png --content 'a cat' --out runs/cat_pop"""
     from .. import adapters, world
     from ..evaluate import style_prompt
     from ..restyle import restyle as run

@@ -36,6 +36,14 @@ def random_mask(ids: torch.Tensor, mask_id: int, generator: torch.Generator | No
     return torch.where(mask, torch.full_like(ids, mask_id), ids), mask
 
 
+def ring(grid: int, width: int) -> torch.Tensor:
+    """(grid * grid,) True on the border ``width`` tokens deep: the context the in-context probe keeps and that
+    ring-kept training leaves visible."""
+    r = torch.arange(grid)
+    edge = (r < width) | (r >= grid - width)
+    return (edge[:, None] | edge[None, :]).flatten()
+
+
 def _uniform(shape: tuple, generators: list[torch.Generator], device) -> torch.Tensor:
     """Uniform noise with row i drawn from generators[i]: image i depends on its own seed only."""
     rows = [torch.rand(shape, generator=g, device=g.device) for g in generators]
