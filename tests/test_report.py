@@ -45,6 +45,7 @@ def test_report_command(cli, base, tmp_path):
         assert set(row) == {"clip_t", "clip_i", "style_acc", "content_acc", "leakage"}
         for mean, lo, hi in row.values():
             assert lo <= mean <= hi
+    assert not list(tmp_path.glob(".report.html.candidates*"))  # the candidates' folder is gone with the run
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 1 + len(table) and "<svg" in page
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained

@@ -18,6 +18,7 @@ import io
 import math
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -91,7 +92,7 @@ def interval(per_seed: np.ndarray, bounds: tuple[float, float] = (-math.inf, mat
 
 
 def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, reference=None,
-          prompts: list[str] | None = None) -> dict:
+          prompts: list[str] | None = None, drawing: Path | None = None) -> dict:
     """Train round 1, round 2 each way, evaluate every row. ``progress(message)`` narrates.
 
     ``oracles`` None (a base that is not the toy world's): ``reference`` is the user's picture, ``prompts``
@@ -118,9 +119,12 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
                         lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, steps=cfg.sample_steps,
                         token_temperature=cfg.token_temperature, temperature=cfg.temperature)
     say(f"round 1: generating {cfg.prompts * cfg.per_prompt} candidates")
-    with tempfile.TemporaryDirectory(prefix="styledrop-candidates-") as drawing:  # read back one at a time
+    # the candidates go to disk and are read back one at a time; ``drawing``: a folder every process of a launch
+    # shares (the CLI's, beside the report), else a temporary one; either is removed once round 2 is trained
+    with tempfile.TemporaryDirectory(prefix="styledrop-candidates-") as own:
+        folder = Path(drawing or own)
         contents, ref_style, images, rows = candidates(base, oracles, models["round 1"], meta, [reference], fb,
-                                                       drawing, scorer, prompts)
+                                                       folder, scorer, prompts)
         kept = {}
         for name, method in SELECTIONS.items():
             if (method == "oracle" and oracles is None) or (method == "clip" and scorer is None) or (

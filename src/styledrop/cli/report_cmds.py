@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -93,8 +94,12 @@ def report(
     bad = [i for i in manual if not 0 <= i < prompts * per_prompt]
     if bad:
         fail(f"--ids out of range 0..{prompts * per_prompt - 1} (--n-prompts x --per-prompt candidates): {bad}")
-    result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"),
-                   scorer=clip, reference=reference, prompts=own_prompts)
+    drawing = out.with_name(f".{out.name}.candidates")  # one folder for every process of a launch
+    try:
+        result = build(model, oracles, cfg, lambda message: err.print(f"[{time.time() - t:4.0f}s] {message}"),
+                       scorer=clip, reference=reference, prompts=own_prompts, drawing=drawing)
+    finally:
+        shutil.rmtree(drawing, ignore_errors=True)
     page = render_html(result)
     atomic_write(out, lambda tmp: Path(tmp).write_text(page))
     err.print(f"wrote {out} in {time.time() - t:.0f}s")
