@@ -140,14 +140,14 @@ def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_p
     assert code == 0, err
     # aMUSEd without a styledrop.json: diffusers' StyleDrop recipe for the adapter, the paper's sampling, each named
     assert "adapter lora (aMUSEd-256 default: diffusers amused StyleDrop example)" in err
-    assert "steps 2 (given)" in err and "batch 1 (aMUSEd-256 default" in err
+    assert "training steps 2 (given)" in err and "batch 1 (aMUSEd-256 default" in err
     meta = adapters.load(style, MuseBase.load(folder))[1]
     assert meta["train"]["kind"] == "lora" and meta["train"]["rank"] == 16 and meta["train"]["lr"] == 4e-4
     out = tmp_path / "s"
     code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--n", 1, "--out", out, "--base", folder,
                        "--lambda-b", 3)
     assert code == 0, err
-    assert "λA 2.0 (aMUSEd-256 default: StyleDrop paper)" in err and "steps 36 (aMUSEd-256 default" in err
+    assert "λA 2.0 (aMUSEd-256 default: StyleDrop paper)" in err and "sampling steps 36 (aMUSEd-256 default" in err
     row = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
     assert row["lambda_a"] == 2.0 and row["lambda_b"] == 3 and row["steps"] == 36
     assert row["sources"]["lambda_b"] == "given" and "StyleDrop paper" in row["sources"]["lambda_a"]
@@ -160,7 +160,7 @@ def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_p
     code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--n", 1, "--out", tmp_path / "o",
                        "--base", own, "--steps", 3)
     assert code == 0, err
-    assert "λA 1.0 (styledrop.json in the base folder (tuned by hand))" in err and "steps 3 (given)" in err
+    assert "λA 1.0 (styledrop.json in the base folder (tuned by hand))" in err and "sampling steps 3 (given)" in err
     (own / "styledrop.json").write_text(json.dumps({"settings": {"lambda_c": 1.0}}))
     code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--out", tmp_path / "bad", "--base", own)
     assert code == 2 and "unknown settings lambda_c" in err and not (tmp_path / "bad").exists()
