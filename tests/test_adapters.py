@@ -152,6 +152,15 @@ def test_demo_runs_the_whole_job_on_a_given_base(cli, base, tmp_path):
     text = page.read_text()
     assert text.count("<img ") == 1 + 2 * 16 and "image-rendering: pixelated" in text and "src=\"http" not in text
     assert "styledrop sample --adapter" in text  # the commands to go further
+    assert "regime" in text and "heldout_styles.py --regime hard" in text  # which regime it shows, and the other
+
+
+def test_demo_captions_a_variant_with_its_parents_descriptor():
+    from styledrop.cli.world_cmds import demo_caption
+    phrase, regime = demo_caption("amber_neon")
+    assert phrase == "in neon glow style" and regime.startswith("The paper's regime") and "amber neon" in regime
+    phrase, regime = demo_caption("pop_art")
+    assert phrase == "in pop art style" and regime.startswith("The hard regime")
 
 
 @needs_chromium

@@ -41,9 +41,10 @@ def strip(reference: np.ndarray, rows: list[dict], pairs: int = 4, scale: int = 
 
 
 def write_demo_page(path: Path, reference: np.ndarray, reference_caption: str, rows: list[dict],
-                    scores: dict[str, dict], commands: list[str]) -> None:
+                    scores: dict[str, dict], commands: list[str], regime: str = "") -> None:
     """``rows``: per prompt and seed, {"prompt", "seed", "base": image, "styledrop": image};
-    ``scores``: {"base": {...}, "styledrop": {...}} oracle accuracies."""
+    ``scores``: {"base": {...}, "styledrop": {...}} oracle accuracies; ``regime``: which held-out regime the
+    reference belongs to, in words (shown under the introduction)."""
     def row(r):
         label = f"{r['prompt']} · seed {r['seed']}"
         return (f'<div class="row">{_figure(r["base"], label, "base alone: " + r["prompt"])}'
@@ -69,6 +70,7 @@ pre {{ background: #f4f4f4; padding: 1em; overflow-x: auto; }}
 <h1>styledrop demo</h1>
 <p>One reference picture of a style the base never saw → a StyleDrop adapter → new pictures in that style.
 Left: the base alone, asked for the same prompt and seed. Right: the base with the adapter.</p>
+<p class="regime">{html.escape(regime)}</p>
 <h2>Reference</h2>{_figure(reference, reference_caption, "reference")}
 <h2>Base alone vs StyleDrop</h2>
 <div class="pairs">{lines}</div>

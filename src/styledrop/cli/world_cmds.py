@@ -164,7 +164,8 @@ def demo(
         return
     ref = world.sample(0, 0, [("house", style)])
     save_png(out / "reference.png", ref.image)
-    descriptor = world.style_phrase(style)
+    descriptor, regime = demo_caption(style)
+    err.print(regime)
     err.print(f"reference: {out / 'reference.png'} (a house {descriptor})")
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
@@ -193,9 +194,30 @@ def demo(
              for r, a, b in zip(rows, alone, images)]
     save_png(out / "strip.png", np.asarray(strip(ref.image, pairs)))
     write_demo_page(out / "index.html", ref.image, f"a house {descriptor}", pairs, scores,
-                    demo_commands(out, descriptor))
+                    demo_commands(out, descriptor), regime)
     err.print(f"demo done in {time.time() - t:.0f}s; grid: {out / 'samples' / 'grid.png'}")
     err.print(f"open {out / 'index.html'}")
+
+
+def demo_caption(style: str) -> tuple[str, str]:
+    """The reference's style phrase and, in words, which regime the demo shows. A held-out variant is captioned
+    with its parent's descriptor, as the paper captions a new watercolor "in watercolor style"."""
+    parent = world.VARIANT_OF.get(style)
+    hard = ("The hard regime (looks no part of pretraining draws: " + ", ".join(world.HELDOUT_STYLES).replace("_", " ")
+            + ") is measured by `python benchmarks/heldout_styles.py --regime hard`; try it with "
+            "`styledrop demo --style pop_art`.")
+    if parent:
+        return world.style_phrase(parent), (
+            f"The paper's regime: the reference is {style.replace('_', ' ')}, a new instance of {parent.replace('_', ' ')} "
+            f"that pretraining never showed, captioned with its parent's descriptor ({world.style_phrase(parent)}). "
+            f"The base alone draws the parent's look for that caption; the adapter brings the variant's. " + hard)
+    if style in world.HELDOUT_STYLES:
+        return world.style_phrase(style), (
+            f"The hard regime: {style.replace('_', ' ')} is a look no part of pretraining draws, so the base alone "
+            "cannot draw it from its descriptor; `python benchmarks/heldout_styles.py --regime hard` measures all "
+            "four. The paper's regime (new instances of styles the base knows): `styledrop demo --style amber_neon`.")
+    return world.style_phrase(style), (f"{style.replace('_', ' ')} is a pretraining style: the base alone already "
+                                       "draws it from its descriptor, so the adapter has little to add. " + hard)
 
 
 def demo_commands(out: Path, descriptor: str) -> list[str]:
