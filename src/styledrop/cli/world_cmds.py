@@ -203,12 +203,13 @@ def demo_caption(style: str) -> tuple[str, str]:
     """The reference's style phrase and, in words, which regime the demo shows. A held-out variant is captioned
     with its parent's descriptor, as the paper captions a new watercolor "in watercolor style"."""
     parent = world.VARIANT_OF.get(style)
+    name, parent_name = style.replace("_", " "), (parent or "").replace("_", " ")
     hard = ("The hard regime (looks no part of pretraining draws: " + ", ".join(world.HELDOUT_STYLES).replace("_", " ")
             + ") is measured by `python benchmarks/heldout_styles.py --regime hard`; try it with "
             "`styledrop demo --style pop_art`.")
     if parent:
         return world.style_phrase(parent), (
-            f"The paper's regime: the reference is {style.replace('_', ' ')}, a new instance of {parent.replace('_', ' ')} "
+            f"The paper's regime: the reference is {name}, a new instance of {parent_name} "
             f"that pretraining never showed, captioned with its parent's descriptor ({world.style_phrase(parent)}). "
             f"The base alone draws the parent's look for that caption; the adapter brings the variant's. " + hard)
     if style in world.HELDOUT_STYLES:
