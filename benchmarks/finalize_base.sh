@@ -12,7 +12,7 @@ base = MuseBase.load(src)
 tmp = DEFAULT_BASE.with_name(".base.tmp")
 shutil.rmtree(tmp, ignore_errors=True)
 base.save(tmp)
-for extra in ("styledrop_pretrain.json",):
+for extra in ("styledrop_pretrain.json", "styledrop.json"):  # its recipe and its tuned defaults
     if (src / extra).is_file():
         shutil.copy(src / extra, tmp / extra)
 shutil.rmtree(DEFAULT_BASE, ignore_errors=True)

@@ -139,15 +139,15 @@ def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_p
                        "--base", folder)
     assert code == 0, err
     # aMUSEd without a styledrop.json: diffusers' StyleDrop recipe for the adapter, the paper's sampling, each named
-    assert "adapter lora (aMUSEd-256 default: diffusers amused StyleDrop example)" in err
-    assert "training steps 2 (given)" in err and "batch 1 (aMUSEd-256 default" in err
+    assert "adapter lora, rank 16, lr 0.0004, batch 1 (aMUSEd-256 default: diffusers amused StyleDrop example)" in err
+    assert "training steps 2 (given)" in err  # the settings grouped by where each came from
     meta = adapters.load(style, MuseBase.load(folder))[1]
     assert meta["train"]["kind"] == "lora" and meta["train"]["rank"] == 16 and meta["train"]["lr"] == 4e-4
     out = tmp_path / "s"
     code, _, err = cli("sample", "--adapter", style, "--prompt", "a boat", "--n", 1, "--out", out, "--base", folder,
                        "--lambda-b", 3)
     assert code == 0, err
-    assert "λA 2.0 (aMUSEd-256 default: StyleDrop paper)" in err and "sampling steps 36 (aMUSEd-256 default" in err
+    assert "sampling steps 36, λA 2.0 (aMUSEd-256 default: StyleDrop paper)" in err and "λB 3.0 (given)" in err
     row = json.loads((out / "metadata.jsonl").read_text().splitlines()[0])
     assert row["lambda_a"] == 2.0 and row["lambda_b"] == 3 and row["steps"] == 36
     assert row["sources"]["lambda_b"] == "given" and "StyleDrop paper" in row["sources"]["lambda_a"]

@@ -38,7 +38,7 @@ def test_report_command(cli, base, tmp_path):
     code, stdout, err = cli("report", "--style", "lava", "--out", out, "--steps", 2, "--n-prompts", 2,
                             "--per-prompt", 2, "--seeds", 2, "--json", "--base", base.path, "--token", "[v]")
     assert code == 0, err
-    assert "training steps 2 (given)" in err and "λA 0.5 (tuned on the tiny base" in err  # the base's defaults, named
+    assert "training steps 2 (given)" in err and "λA 0.5, λB 1.0" in err and "(tuned on the tiny base" in err
     table = json.loads(stdout)["table"]
     assert {"base", "round 1", "round 2 CLIP", "round 2 random"} <= set(table)
     for row in table.values():

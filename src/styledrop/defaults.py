@@ -93,6 +93,10 @@ def settle_all(base, **given) -> tuple[dict[str, object], dict[str, str]]:
 
 
 def describe(values: dict, sources: dict) -> str:
-    """One line: 'λA 2.0 (aMUSEd-256 default: StyleDrop paper), sampling steps 36 (...), lr 0.001 (given)'."""
+    """One line, the settings grouped by where they came from: 'λA 2.0, λB 5.0 (aMUSEd-256 default: StyleDrop
+    paper), lr 0.001 (given)'."""
     names = {"lambda_a": "λA", "lambda_b": "λB", "sample_steps": "sampling steps", "train_steps": "training steps"}
-    return ", ".join(f"{names.get(k, k)} {v} ({sources[k]})" for k, v in values.items())
+    groups: dict[str, list[str]] = {}
+    for k, v in values.items():
+        groups.setdefault(sources[k], []).append(f"{names.get(k, k)} {v}")
+    return ", ".join(f"{', '.join(items)} ({source})" for source, items in groups.items())

@@ -134,14 +134,16 @@ def oracle_train(
 @app.command("demo")
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Where to write the demo's outputs."),
-    style: str = typer.Option("pop_art", help="Toy-world style of the reference (a held-out one by default)."),
+    style: str = typer.Option("amber_neon", help="Toy-world style of the reference: by default a held-out variant "
+                              "(the paper's regime); a hard-regime one is pop_art, lava, camouflage or rainbow."),
     steps: Optional[int] = typer.Option(None, help="Adapter training steps (default: the base's)."),
     base: Optional[Path] = typer.Option(None, help="Base model folder (default: the shipped tiny base)."),
 ):
     """The main job on the embedded default: one reference image of a style the base never saw ->
-    a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles.
+    a StyleDrop adapter -> 16 new pictures in that style, measured by the oracles. By default the reference is a
+    new instance of a style the base knows (amber neon, a neon glow), captioned as its parent, as in the paper.
 
-    Example: styledrop demo --style lava --out runs/demo_lava"""
+    Example: styledrop demo --style pop_art --out runs/demo_pop_art"""
     import numpy as np
 
     from ..demo_page import strip, write_demo_page
