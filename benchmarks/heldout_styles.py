@@ -92,7 +92,8 @@ def main():
         for name, ims in images.items():
             save_png(args.out / f"{style}_{name}.png", np.asarray(world.grid(list(ims), cols=12)))
         r["train_seconds"] = train_s
-        r["regime"] = "paper" if style in world.HELDOUT_VARIANTS else "hard"
+        r["regime"] = ("paper" if style in world.HELDOUT_VARIANTS else "hard" if style in world.HELDOUT_STYLES
+                       else "known")  # --styles may name pretraining styles (with --token: the `[v]` check)
         report[style] = r
         a, b = r["adapter"], r["base"]
         print(f"{style:11s} train {train_s:4.0f}s | adapter style {a['style_acc']:.2f} content {a['content_acc']:.2f} "
@@ -100,7 +101,7 @@ def main():
               f"base style {b['style_acc']:.2f} content {b['content_acc']:.2f} | toy FID adapter {a['fid']:.1f} "
               f"base {b['fid']:.1f} (real vs real {r['fid_floor']:.1f}, VQ round trip {r['fid_vq']:.1f})", flush=True)
     summary = {}
-    for regime in ("paper", "hard"):
+    for regime in ("paper", "hard", "known"):
         rows = [r for r in report.values() if r["regime"] == regime]
         if not rows:
             continue
