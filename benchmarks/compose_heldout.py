@@ -49,7 +49,7 @@ def main():
                           temperature=chosen["temperature"])
     subject_images = [world.sample(i, 0, [(args.subject, s)]).image for i, s in enumerate(SUBJECT_STYLES)]
     style_ref = world.sample(0, 0, [("house", args.style)]).image
-    descriptor = world.style_phrase(world.styles.VARIANT_OF.get(args.style, args.style))
+    descriptor = world.reference_phrase(args.style)
     t = time.time()
     cfg = adapters.AdapterConfig(chosen["adapter"], chosen["rank"])
     style = train_adapter(base, [style_ref], f"a house {descriptor}", cfg, train)

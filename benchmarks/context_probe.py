@@ -31,7 +31,7 @@ KNOWN = ("watercolor", "neon_glow")
 
 
 def descriptor_of(style: str) -> str:
-    return world.style_phrase(world.styles.VARIANT_OF.get(style, style))
+    return world.reference_phrase(style)
 
 
 def probe(base, oracles, style: str, n: int, guidance: float, seed: int) -> dict:

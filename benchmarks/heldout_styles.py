@@ -74,7 +74,7 @@ def main():
     for style in styles:
         ref = world.sample(0, 0, [(args.reference_content, style)], args.pose).image
         # a variant is captioned as its parent (the paper's "in watercolor style" for a particular watercolor)
-        descriptor = world.style_phrase(world.styles.VARIANT_OF.get(style, style), args.token)
+        descriptor = world.reference_phrase(style, args.token)
         contents = [args.reference_content] + [c for c in world.PRETRAIN_CONTENTS if c != args.reference_content]
         contents = [contents[k % len(contents)] for k in range(args.references)]
         refs = [ref] + [world.sample(k, 0, [(c, style)], args.pose).image for k, c in enumerate(contents[1:], 1)]
@@ -92,8 +92,7 @@ def main():
         for name, ims in images.items():
             save_png(args.out / f"{style}_{name}.png", np.asarray(world.grid(list(ims), cols=12)))
         r["train_seconds"] = train_s
-        r["regime"] = ("paper" if style in world.HELDOUT_VARIANTS else "hard" if style in world.HELDOUT_STYLES
-                       else "known")  # --styles may name pretraining styles (with --token: the `[v]` check)
+        r["regime"] = world.regime(style)  # --styles may name pretraining styles ("known"; with --token: the [v] check)
         report[style] = r
         a, b = r["adapter"], r["base"]
         print(f"{style:11s} train {train_s:4.0f}s | adapter style {a['style_acc']:.2f} content {a['content_acc']:.2f} "

@@ -53,7 +53,7 @@ def main():
     report = {}
     for style in styles:
         ref = world.sample(0, 0, [("house", style)]).image
-        descriptor = world.style_phrase(world.styles.VARIANT_OF.get(style, style))
+        descriptor = world.reference_phrase(style)
         theta = train_adapter(base, [ref], f"{content_prompt('house')} {descriptor}",
                               AdapterConfig(chosen["adapter"], chosen["rank"]),
                               TrainConfig(steps=chosen["train_steps"], lr=chosen["lr"], batch=chosen["batch"]),

@@ -161,6 +161,8 @@ def test_demo_captions_a_variant_with_its_parents_descriptor():
     assert phrase == "in neon glow style" and regime.startswith("The paper's regime") and "amber neon" in regime
     phrase, regime = demo_caption("pop_art")
     assert phrase == "in pop art style" and regime.startswith("The hard regime")
+    phrase, regime = demo_caption("watercolor")
+    assert phrase == "in watercolor style" and "is a pretraining style" in regime
 
 
 @needs_chromium

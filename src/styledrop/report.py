@@ -79,7 +79,7 @@ class ReportConfig:
         """What the reference is captioned with: a world style's descriptor (a held-out variant's parent's, as the
         paper's styles are captioned "in watercolor style"), the user's descriptor, or "in TOKEN style"."""
         if self.style is not None:
-            return world.style_phrase(world.styles.VARIANT_OF.get(self.style, self.style), self.token)
+            return world.reference_phrase(self.style, self.token)
         return self.descriptor.strip() if self.descriptor else world.style_phrase(token=self.token)
 
 

@@ -202,25 +202,24 @@ def demo(
 
 
 def demo_caption(style: str) -> tuple[str, str]:
-    """The reference's style phrase and, in words, which regime the demo shows. A held-out variant is captioned
-    with its parent's descriptor, as the paper captions a new watercolor "in watercolor style"."""
-    parent = world.VARIANT_OF.get(style)
-    name, parent_name = style.replace("_", " "), (parent or "").replace("_", " ")
+    """The reference's style phrase (``world.reference_phrase``) and, in words, which regime the demo shows."""
+    name, phrase = style.replace("_", " "), world.reference_phrase(style)
     hard = ("The hard regime (looks no part of pretraining draws: " + ", ".join(world.HELDOUT_STYLES).replace("_", " ")
             + ") is measured by `python benchmarks/heldout_styles.py --regime hard`; try it with "
             "`styledrop demo --style pop_art`.")
-    if parent:
-        return world.style_phrase(parent), (
-            f"The paper's regime: the reference is {name}, a new instance of {parent_name} "
-            f"that pretraining never showed, captioned with its parent's descriptor ({world.style_phrase(parent)}). "
-            f"The base alone draws the parent's look for that caption; the adapter brings the variant's. " + hard)
-    if style in world.HELDOUT_STYLES:
-        return world.style_phrase(style), (
-            f"The hard regime: {style.replace('_', ' ')} is a look no part of pretraining draws, so the base alone "
-            "cannot draw it from its descriptor; `python benchmarks/heldout_styles.py --regime hard` measures all "
-            "four. The paper's regime (new instances of styles the base knows): `styledrop demo --style amber_neon`.")
-    return world.style_phrase(style), (f"{style.replace('_', ' ')} is a pretraining style: the base alone already "
-                                       "draws it from its descriptor, so the adapter has little to add. " + hard)
+    regime = world.regime(style)
+    if regime == "paper":
+        parent = world.VARIANT_OF[style].replace("_", " ")
+        return phrase, (f"The paper's regime: the reference is {name}, a new instance of {parent} that pretraining "
+                        f"never showed, captioned with its parent's descriptor ({phrase}). The base alone draws the "
+                        "parent's look for that caption; the adapter brings the variant's. " + hard)
+    if regime == "hard":
+        return phrase, (f"The hard regime: {name} is a look no part of pretraining draws, so the base alone cannot "
+                        "draw it from its descriptor; `python benchmarks/heldout_styles.py --regime hard` measures all "
+                        "four. The paper's regime (new instances of styles the base knows): `styledrop demo --style "
+                        "amber_neon`.")
+    return phrase, (f"{name} is a pretraining style: the base alone already draws it from its descriptor, so the "
+                    "adapter has little to add. " + hard)
 
 
 def demo_commands(out: Path, descriptor: str) -> list[str]:

@@ -77,6 +77,18 @@ def style_phrase(style: str | None = None, token: str | None = None) -> str:
     return f"in {token} style" if token else "in " + STYLES[style].descriptor
 
 
+def reference_phrase(style: str, token: str | None = None) -> str:
+    """What a reference in a world style is captioned with: a held-out variant by its parent's descriptor, as the
+    paper captions a new watercolor "in watercolor style"; any other style by its own (or "in TOKEN style")."""
+    return style_phrase(VARIANT_OF.get(style, style), token)
+
+
+def regime(style: str) -> str:
+    """Which held-out regime a world style belongs to: "paper" (a variant of a pretraining style), "hard" (a look
+    no part of pretraining draws), or "known" (a pretraining style)."""
+    return "paper" if style in VARIANT_OF else "hard" if style in HELDOUT_STYLES else "known"
+
+
 def style_caption(style: str) -> str:
     """A style-only caption, used to ask CLIP "which style is this?"."""
     return STYLE_ONLY_TEMPLATE.format(descriptor=STYLES[style].descriptor)
