@@ -77,6 +77,24 @@ def test_kept_tokens_are_never_redrawn_and_the_seed_fixes_the_bytes(base, theta,
     assert c.tobytes() != a.tobytes()
 
 
+@pytest.mark.parametrize("select", ["random", "unlikely"])
+def test_restyle_takes_few_pictures_at_once_where_the_logits_would_be_large_with_the_same_bytes(
+        base, theta, select, monkeypatch):
+    from styledrop.muse import sampler
+    pics, cfg, rc = _pictures(5), SampleConfig(steps=4, seed=2), RestyleConfig(strength=0.6, select=select)
+    prompts = ["a cat in pop art style"] * 5
+    whole, redrawn = restyle(base, pics, prompts, cfg, rc, theta, 0.5, 1.0)
+    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    monkeypatch.setattr(sampler, "LOGITS_BYTES", 2 * per_prompt)  # 2 pictures a call: chunks of 2, 2 and 1
+    calls = []
+    real = sampler.decode_tokens
+    monkeypatch.setattr("styledrop.restyle.decode_tokens",
+                        lambda fn, b, *a, **k: calls.append(b) or real(fn, b, *a, **k))
+    chunked, redrawn2 = restyle(base, pics, prompts, cfg, rc, theta, 0.5, 1.0)
+    assert calls == [2, 2, 1]
+    assert chunked.tobytes() == whole.tobytes() and torch.equal(redrawn, redrawn2)
+
+
 def test_schedule_starts_where_it_masks_the_strength():
     assert first_step(1.0, 12) == 0
     assert first_step(0.5, 12) == 8  # cos(pi/2 * 8/12) = 0.5
