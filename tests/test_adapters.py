@@ -225,7 +225,7 @@ def test_prior_preservation_keeps_what_the_base_draws_for_the_prior_prompts(base
     ids, h, p = prior_samples(base, prompts, seed=0)
     assert ids.shape == (4, base.grid**2) and not (ids == base.mask_id).any()
     from styledrop.muse import sampler
-    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    per_prompt = sampler.logits_bytes_per_prompt(base)
     with pytest.MonkeyPatch.context() as mp:  # logits bounded as in `sample`: 3 prompts a call, the same tokens
         mp.setattr(sampler, "LOGITS_BYTES", 3 * per_prompt)
         assert torch.equal(prior_samples(base, prompts, seed=0)[0], ids)

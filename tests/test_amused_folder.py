@@ -169,7 +169,7 @@ def test_each_base_brings_its_defaults_and_a_flag_always_wins(cli, folder, tmp_p
 def test_sampling_takes_fewer_prompts_at_once_where_the_logits_would_be_large(folder, monkeypatch):
     from styledrop.muse import sampler
     base = MuseBase.load(folder)
-    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    per_prompt = sampler.logits_bytes_per_prompt(base)
     assert sampler.max_prompts(base, 16) == 16  # a small grid: the usual 16
     monkeypatch.setattr(sampler, "LOGITS_BYTES", 3 * per_prompt)
     assert sampler.max_prompts(base, 16) == 3

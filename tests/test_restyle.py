@@ -84,7 +84,7 @@ def test_restyle_takes_few_pictures_at_once_where_the_logits_would_be_large_with
     pics, cfg, rc = _pictures(5), SampleConfig(steps=4, seed=2), RestyleConfig(strength=0.6, select=select)
     prompts = ["a cat in pop art style"] * 5
     whole, redrawn = restyle(base, pics, prompts, cfg, rc, theta, 0.5, 1.0)
-    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+    per_prompt = sampler.logits_bytes_per_prompt(base)
     monkeypatch.setattr(sampler, "LOGITS_BYTES", 2 * per_prompt)  # 2 pictures a call: chunks of 2, 2 and 1
     calls = []
     real = sampler.decode_tokens

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .adapters import attached
-from .muse.sampler import SampleConfig, decode_tokens, guided_logits_fn, max_prompts, tokens_to_images
+from .muse.sampler import SampleConfig, chunks, decode_tokens, guided_logits_fn, tokens_to_images
 from .oracle import to_tensor
 
 SELECTS = ("random", "unlikely")
@@ -76,13 +76,11 @@ def restyle(base, images: list[np.ndarray], prompts: list[str], cfg: SampleConfi
     tokens = codes[[keys.index(im.tobytes()) for im in images]]  # (B, N)
     n = tokens.shape[1]
     count = round(rc.strength * n)
-    batch = max_prompts(base, 16)  # bounded logits, as in `sample` (5 pictures a call on aMUSEd-512)
     ids, starts = [], []
     with attached(adapter, base.transformer) if adapter is not None else nullcontext():
-        for i in range(0, len(images), batch):
-            sub = replace(cfg, seed=cfg.seed + i)  # image i keeps seed cfg.seed + i whatever the chunking
-            chunk = tokens[i:i + batch]
-            fn = guided_logits_fn(base, prompts[i:i + batch], lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)
+        for part, sub in chunks(base, len(images), cfg):  # bounded logits, as in `sample` (5 a call on aMUSEd-512)
+            chunk = tokens[part]
+            fn = guided_logits_fn(base, prompts[part], lambda_b=lambda_b, adapter=adapter, lambda_a=lambda_a)
             logits = None
             if rc.select == "unlikely" and count:
                 logits = fn(torch.full_like(chunk, base.mask_id).to(base.device))

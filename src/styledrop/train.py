@@ -7,7 +7,7 @@ before the loop; each step only runs G with the adapter attached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from . import adapters
 from .device import processes
 from .io import UserError
 from .muse import stages
-from .muse.sampler import SampleConfig, cfg_logits_fn, decode_tokens, max_prompts
+from .muse.sampler import SampleConfig, cfg_logits_fn, chunks, decode_tokens
 from .muse.text import tokenize
 from .muse.train_transformer import masked_token_loss
 from .oracle import to_tensor
@@ -61,10 +61,10 @@ def reference_tokens(base, images: list[np.ndarray], mirror: bool) -> torch.Tens
 @torch.no_grad()
 def prior_samples(base, prompts: list[str], seed: int):
     """The base's own tokens for ``prompts`` (the sampler's defaults) and their text embeddings, before any adapter."""
-    cfg, batch = SampleConfig(seed=seed), max_prompts(base, 16)  # bounded logits, as in `sample`
-    ids = torch.cat([decode_tokens(cfg_logits_fn(base, prompts[i:i + batch], cfg.guidance), len(prompts[i:i + batch]),
-                                   base.grid ** 2, base.mask_id, replace(cfg, seed=seed + i), base.device)
-                     for i in range(0, len(prompts), batch)])
+    cfg = SampleConfig(seed=seed)
+    ids = torch.cat([decode_tokens(cfg_logits_fn(base, prompts[part], cfg.guidance), len(prompts[part]),
+                                   base.grid ** 2, base.mask_id, sub, base.device)
+                     for part, sub in chunks(base, len(prompts), cfg)])  # bounded logits, as in `sample`
     return (ids, *base.encode_text(prompts))
 
 

@@ -142,11 +142,22 @@ def tokens_to_images(base, ids: torch.Tensor) -> np.ndarray:
 LOGITS_BYTES = 2**29  # 0.5 GB of fp32 logits a call: 16 prompts at 256 px on aMUSEd (3 guidance rows each), 5 at 512
 
 
+def logits_bytes_per_prompt(base) -> int:
+    """fp32 logits of one prompt's three guidance rows over the whole grid and vocabulary."""
+    return 3 * base.grid**2 * base.transformer.config.vocab_size * 4
+
+
 def max_prompts(base, batch: int) -> int:
-    """How many prompts to sample at once: ``batch``, or fewer where three guidance rows of logits over the whole
-    grid and vocabulary would pass ``LOGITS_BYTES``."""
-    per_prompt = 3 * base.grid**2 * base.transformer.config.vocab_size * 4
-    return max(1, min(batch, LOGITS_BYTES // per_prompt))
+    """How many prompts to sample at once: ``batch``, or fewer where their logits would pass ``LOGITS_BYTES``."""
+    return max(1, min(batch, LOGITS_BYTES // logits_bytes_per_prompt(base)))
+
+
+def chunks(base, n: int, cfg: SampleConfig, batch: int = 16):
+    """(slice, cfg) for each group of at most ``max_prompts`` of ``n`` pictures; picture i keeps seed
+    ``cfg.seed + i`` whatever the grouping, so the bytes do not depend on it."""
+    step = max_prompts(base, batch)
+    for i in range(0, n, step):
+        yield slice(i, i + step), replace(cfg, seed=cfg.seed + i)
 
 
 @torch.no_grad()
@@ -155,15 +166,13 @@ def generate(base, prompts: list[str], cfg: SampleConfig, negative: str = "", ba
     """Images (B, H, W, 3) uint8 for ``prompts``: the base model alone with CFG, or any guidance
     given as ``logits_fn_for(prompts) -> LogitsFn`` (adapter guidance, composition). At most ``batch`` prompts
     go through G at once, fewer where their logits would pass ``LOGITS_BYTES`` (aMUSEd at 512 px)."""
-    batch = max_prompts(base, batch)
     out = []
-    for i in range(0, len(prompts), batch):
-        chunk = prompts[i:i + batch]
+    for part, sub in chunks(base, len(prompts), cfg, batch):
+        chunk = prompts[part]
         if logits_fn_for is None:
             fn = cfg_logits_fn(base, chunk, cfg.guidance, negative)
         else:
             fn = logits_fn_for(chunk)
-        sub = replace(cfg, seed=cfg.seed + i)
         ids = decode_tokens(fn, len(chunk), base.grid**2, base.mask_id, sub, base.device)
         out.append(tokens_to_images(base, ids))
     return np.concatenate(out)
