@@ -71,12 +71,18 @@ def push_ratios(base, theta, tokens, captions) -> list[float]:
     return ratios
 
 
-def finetune_all(base, images, captions, steps: int, lr: float) -> torch.nn.Module:
-    """A copy of G with every weight trained on the renders (the adapter's loss and batch): what no adapter can beat."""
-    tuned = copy.deepcopy(base.transformer).train().requires_grad_(True)
+def finetune_all(base, images, captions, steps: int, lr: float, parts: list[str] | None = None) -> torch.nn.Module:
+    """A copy of G with every weight trained on the renders (the adapter's loss and batch): what no adapter can beat.
+    ``parts``: only G's top-level modules of these names are trained (where in G a new look is learned)."""
+    tuned = copy.deepcopy(base.transformer).train().requires_grad_(parts is None)
+    for name in parts or []:
+        getattr(tuned, name).requires_grad_(True)
+    trained = [p for p in tuned.parameters() if p.requires_grad]
+    print(f"tuning {sum(p.numel() for p in trained)} of {sum(p.numel() for p in tuned.parameters())} weights of G "
+          f"({', '.join(parts) if parts else 'all'})", flush=True)
     tokens = reference_tokens(base, images, True)
     hidden, pooled = base.encode_text(captions * 2)
-    opt = torch.optim.AdamW(tuned.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(trained, lr=lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(0)
 
     def step(i):
@@ -128,6 +134,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--base", default=None)
     ap.add_argument("--full", action="store_true", help="tune all of G instead of an adapter (the ceiling)")
+    ap.add_argument("--parts", nargs="*", default=None,
+                    help="with --full: tune only these top-level modules of G (e.g. up_block mlm_layer)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     base, oracles = MuseBase.load(args.base), Oracles.load()
@@ -137,7 +145,7 @@ def main():
     print(f"G alone  {losses(base, sets)}  (loss at 50% / 100% masked)", flush=True)
     t = time.time()
     if args.full:
-        theta, tuned = None, finetune_all(base, images, captions, args.steps, args.lr)
+        theta, tuned = None, finetune_all(base, images, captions, args.steps, args.lr, args.parts)
     else:
         theta = train_adapter(base, images, captions, adapters.AdapterConfig(args.kind, args.rank),
                               TrainConfig(steps=args.steps, lr=args.lr))
