@@ -7,7 +7,8 @@ styles are for Muse), each captioned with its parent's descriptor; ``hard``, the
 no part of G's pretraining draws, each captioned with its own descriptor. ``both`` runs both (the default).
 
 ``--references 16``: the perfect-data ceiling instead, an adapter on 16 real renders of the style (the
-reference's content, then the evaluated contents): what one image could reach at best on this base.
+reference's content, then the evaluated contents): what one image could reach at best on this base. Give it
+more steps than one picture needs (``--steps 400``): at the base's 200 it is short of them (docs/experiments.md).
 
 Prints one row per style (adapter vs base on the same prompts) and writes report.json and the grids.
 """
