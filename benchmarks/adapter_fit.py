@@ -62,7 +62,7 @@ def push_ratios(base, theta, tokens, captions) -> list[float]:
     ratios = []
     hooks = [m.register_forward_hook(lambda mod, i, out, k=k: ratios.append(
         (theta.delta(k, out).norm(dim=-1) / out.norm(dim=-1)).mean().item()))
-        for k, (_, m) in enumerate(adapters.sites(base.transformer))]
+        for k, m in enumerate(s.module for s in adapters.sites(base.transformer))]
     try:
         masked_loss(base, tokens, captions, 1.0, draws=1)
     finally:

@@ -25,7 +25,7 @@ import torch
 
 from styledrop import adapters, world
 from styledrop.defaults import describe, settle_all
-from styledrop.evaluate import evaluate_style
+from styledrop.evaluate import evaluate_style, style_eval_prompts, style_metrics
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig
@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--rank", type=int, default=None)
     ap.add_argument("--kind", default=None, choices=adapters.KINDS)
+    ap.add_argument("--placement", default="layers", choices=adapters.PLACEMENTS,
+                    help="layers+up: bottleneck sites in G's up block too (ours; the paper's is layers)")
     ap.add_argument("--lambda-a", type=float, default=None)
     ap.add_argument("--lambda-b", type=float, default=None)
     ap.add_argument("--seeds", type=int, default=4)
@@ -55,6 +57,9 @@ def main():
                     help="highest masked fraction the adapter trains on (< 1 keeps it off the reference's layout)")
     ap.add_argument("--prior", type=float, default=0.0, help="weight of prior preservation on the base's own "
                     "pictures of content-only captions (DreamBooth's; 0 = off)")
+    ap.add_argument("--second-oracle", type=Path, default=None, help="also judge every sample with these oracles "
+                    "(e.g. one trained with `styledrop oracle train --space 0.15`, which may answer 'space' rather "
+                    "than name a held-out style), against the reference's true style and content")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
@@ -63,6 +68,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load(args.oracle or ORACLE_PATH)
+    second = Oracles.load(args.second_oracle) if args.second_oracle else None
     chosen, sources = settle_all(base, adapter=args.kind, rank=args.rank, lr=args.lr, train_steps=args.steps,
                                  lambda_a=args.lambda_a, lambda_b=args.lambda_b)
     print(f"settings: {describe(chosen, sources)}", flush=True)
@@ -81,7 +87,8 @@ def main():
         refs = [ref] + [world.sample(k, 0, [(c, style)], args.pose).image for k, c in enumerate(contents[1:], 1)]
         captions = [f"{world.caption(c, None)} {descriptor}" for c in contents]
         t = time.time()
-        theta = train_adapter(base, refs, captions, adapters.AdapterConfig(chosen["adapter"], chosen["rank"]),
+        acfg = adapters.AdapterConfig(chosen["adapter"], chosen["rank"], args.placement)
+        theta = train_adapter(base, refs, captions, acfg,
                               TrainConfig(steps=chosen["train_steps"], lr=chosen["lr"], batch=chosen["batch"],
                                           max_mask=args.max_mask, prior=args.prior),
                               words=descriptor, prior_prompts=prior_prompts)
@@ -89,6 +96,12 @@ def main():
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, sample, chosen["lambda_a"],
                            chosen["lambda_b"], args.seeds)
         images = r.pop("images")
+        if second is not None:  # the same samples, read by another judge
+            _, pairs = style_eval_prompts(oracles, ref, args.seeds)
+            seen = second.classify([ref])[0]  # the reference as this judge sees it, as the first one does
+            for name, ims in images.items():
+                r[name]["second"] = {k: float(v.mean()) for k, v in style_metrics(None, second, ims, pairs, seen,
+                                                                                  ref).items()}
         save_png(args.out / f"{style}_reference.png", ref)
         for name, ims in images.items():
             save_png(args.out / f"{style}_{name}.png", np.asarray(world.grid(list(ims), cols=12)))
@@ -100,6 +113,11 @@ def main():
               f"leak {a['leakage']:.2f} clip_t {a.get('clip_t', 0):.3f} clip_i {a.get('clip_i', 0):.3f} | "
               f"base style {b['style_acc']:.2f} content {b['content_acc']:.2f} | toy FID adapter {a['fid']:.1f} "
               f"base {b['fid']:.1f} (real vs real {r['fid_floor']:.1f}, VQ round trip {r['fid_vq']:.1f})", flush=True)
+        if second is not None:
+            a2, b2 = a["second"], b["second"]
+            print(f"{'':11s} second oracle | adapter style {a2['style_acc']:.2f} content {a2['content_acc']:.2f} "
+                  f"leak {a2['leakage']:.2f} | base style {b2['style_acc']:.2f} content {b2['content_acc']:.2f}",
+                  flush=True)
     summary = {}
     for regime in ("paper", "hard", "known"):
         rows = [r for r in report.values() if r["regime"] == regime]
@@ -109,9 +127,17 @@ def main():
             "style_acc", "content_acc", "leakage", "fid")}
         mean |= {"base_style_acc": float(np.mean([r["base"]["style_acc"] for r in rows])),
                  "base_content_acc": float(np.mean([r["base"]["content_acc"] for r in rows]))}
+        if second is not None:
+            mean["second"] = {f"{who}_{k}": float(np.mean([r[who]["second"][k] for r in rows]))
+                              for who in ("adapter", "base") for k in ("style_acc", "content_acc", "leakage")}
         print(f"mean, {regime} regime: adapter style {mean['style_acc']:.2f} content {mean['content_acc']:.2f} "
               f"leak {mean['leakage']:.2f} toy FID {mean['fid']:.1f} | base alone style {mean['base_style_acc']:.2f} "
               f"content {mean['base_content_acc']:.2f}", flush=True)
+        if second is not None:
+            m2 = mean["second"]
+            print(f"  second oracle: adapter style {m2['adapter_style_acc']:.2f} "
+                  f"content {m2['adapter_content_acc']:.2f} leak {m2['adapter_leakage']:.2f} | "
+                  f"base alone style {m2['base_style_acc']:.2f}", flush=True)
     write_json(args.out / "report.json", {"args": {k: str(v) for k, v in vars(args).items()}, "settings": chosen,
                                           "styles": report, "summary": summary})
     if args.json:

@@ -25,11 +25,12 @@ def _logits(base, ids, prompt="a fish"):
     return tr.logits(base.transformer, ids, h, p, base.image_size)
 
 
-@pytest.mark.parametrize("kind", ["bottleneck", "shared", "lora"])
-def test_new_adapter_leaves_g_unchanged(base, kind):
+@pytest.mark.parametrize("kind,placement", [("bottleneck", "layers"), ("shared", "layers"), ("lora", "layers"),
+                                            ("bottleneck", "layers+up")])
+def test_new_adapter_leaves_g_unchanged(base, kind, placement):
     ids = torch.randint(0, base.mask_id + 1, (2, base.grid**2))
     before = _logits(base, ids)
-    a = adapters.build(adapters.AdapterConfig(kind, 4), base.transformer).attach(base.transformer)
+    a = adapters.build(adapters.AdapterConfig(kind, 4, placement), base.transformer).attach(base.transformer)
     try:
         assert torch.allclose(_logits(base, ids), before, atol=1e-6)
         randomised(a)
@@ -56,16 +57,40 @@ def test_two_adapters_per_layer_each_with_its_own_weights(base):
         a.detach()
 
 
-@pytest.mark.parametrize("kind,rank", [("bottleneck", 8), ("shared", 8), ("lora", 4)])
-def test_adapter_is_under_one_percent_of_a_base_sized_g(kind, rank):
+def test_up_block_placement_adds_its_own_sites_that_each_reach_the_output(base):
+    paper = adapters.build(adapters.AdapterConfig("bottleneck", 4), base.transformer)
+    a = adapters.build(adapters.AdapterConfig("bottleneck", 4, "layers+up"), base.transformer)
+    up = base.transformer.up_block
+    assert len(a.blocks) == len(paper.blocks) + 2 * len(up.res_blocks)
+    conv_width = base.transformer.config.block_out_channels
+    assert [b.down.in_features for b in a.blocks[len(paper.blocks):]] == [conv_width] * 2 * len(up.res_blocks)
+    ids = torch.randint(0, base.mask_id, (1, base.grid**2))
+    with adapters.attached(a, base.transformer):
+        for site in range(len(paper.blocks), len(a.blocks)):  # the res block (channels first) and cross-attention
+            before = _logits(base, ids)
+            with torch.no_grad():
+                a.blocks[site].up.weight.normal_(0, 1.0)
+            assert not torch.allclose(_logits(base, ids), before, atol=1e-4), site
+
+
+def test_up_block_placement_is_for_bottleneck_adapters_only():
+    with pytest.raises(ValueError, match="bottleneck adapters only"):
+        adapters.AdapterConfig("lora", 4, "layers+up")
+    with pytest.raises(ValueError, match="unknown placement"):
+        adapters.AdapterConfig("bottleneck", 4, "everywhere")
+
+
+@pytest.mark.parametrize("kind,rank,placement", [("bottleneck", 8, "layers"), ("shared", 8, "layers"),
+                                                 ("lora", 4, "layers"), ("bottleneck", 8, "layers+up")])
+def test_adapter_is_under_one_percent_of_a_base_sized_g(kind, rank, placement):
     g = UVit2DModel(**tr.tiny_config(codebook_size=512, text_hidden=128, text_proj=128))
-    a = adapters.build(adapters.AdapterConfig(kind, rank), g)
+    a = adapters.build(adapters.AdapterConfig(kind, rank, placement), g)
     assert adapters.param_count(a) / sum(p.numel() for p in g.parameters()) < 0.01
 
 
-@pytest.mark.parametrize("kind", ["bottleneck", "lora"])
-def test_batched_guidance_equals_separate_forwards(base, kind):
-    a = randomised(adapters.build(adapters.AdapterConfig(kind, 4), base.transformer))
+@pytest.mark.parametrize("kind,placement", [("bottleneck", "layers"), ("lora", "layers"), ("bottleneck", "layers+up")])
+def test_batched_guidance_equals_separate_forwards(base, kind, placement):
+    a = randomised(adapters.build(adapters.AdapterConfig(kind, 4, placement), base.transformer))
     a.attach(base.transformer)
     try:
         ids = torch.randint(0, base.mask_id + 1, (3, base.grid**2))
@@ -88,9 +113,9 @@ def test_training_lowers_the_loss_and_round_trips(cli, base, tmp_path):
     from styledrop import world
     from styledrop.train import TrainConfig, train_adapter
     ref = world.sample(0, 0, [("fish", "pop_art")]).image
-    for kind in ("bottleneck", "lora"):
+    for kind, placement in (("bottleneck", "layers+up"), ("lora", "layers")):
         losses = []
-        a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig(kind, 8),
+        a = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig(kind, 8, placement),
                           TrainConfig(steps=60, batch=4, lr=5e-3),
                           progress=lambda i, n, lo: losses.append(lo["loss"]))
         assert np.mean(losses[-10:]) < np.mean(losses[:10]), kind
@@ -98,6 +123,11 @@ def test_training_lowers_the_loss_and_round_trips(cli, base, tmp_path):
     b, meta = adapters.load(tmp_path / "a.safetensors", base)
     assert meta["style"] == "in pop art style" and meta["adapter"]["kind"] == "lora"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    up = train_adapter(base, [ref], "a fish in pop art style", adapters.AdapterConfig("bottleneck", 4, "layers+up"),
+                       TrainConfig(steps=2, batch=2))
+    adapters.save(tmp_path / "up.safetensors", up, base, {})
+    back, meta = adapters.load(tmp_path / "up.safetensors", base)
+    assert back.cfg.placement == "layers+up" and len(back.blocks) == len(up.blocks)
 
 
 def test_adapter_for_another_base_is_refused(base, tmp_path):
@@ -126,6 +156,29 @@ def test_train_and_sample_commands(cli, base, tmp_path):
                      "--out", tmp_path / "s", "--base", base.path)
     rows = [json.loads(x) for x in (tmp_path / "s" / "metadata.jsonl").read_text().splitlines()]
     assert code == 0 and rows[0]["prompt"] == "a boat in lava style" and len(rows) == 2
+
+
+def test_train_command_places_up_block_adapters_and_refuses_a_checkpoint_of_another_shape(cli, base, tmp_path):
+    from styledrop import world
+    from styledrop.train import TrainConfig, train_adapter
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("fish", "pop_art")]).image).save(ref)
+    out = tmp_path / "up.safetensors"
+    code, _, err = cli("train", "--image", ref, "--style", "in pop art style", "--placement", "layers+up",
+                       "--out", out, "--steps", 2, "--batch", 2, "--base", base.path)
+    assert code == 0, err
+    theta, meta = adapters.load(out, base)
+    assert meta["adapter"]["placement"] == "layers+up" and theta.cfg.placement == "layers+up"
+    code, _, err = cli("train", "--image", ref, "--style", "s", "--placement", "middle", "--out", out,
+                       "--base", base.path)
+    assert code == 2 and "unknown placement 'middle'" in err
+    # a half-done paper-placement run left a checkpoint; resuming it as layers+up would not fit, so it is refused
+    ckpt = tmp_path / "again.safetensors.ckpt"
+    train_adapter(base, [world.sample(0, 0, [("fish", "pop_art")]).image], "a fish", adapters.AdapterConfig(),
+                  TrainConfig(steps=2, batch=2), ckpt)
+    code, _, err = cli("train", "--image", ref, "--style", "s", "--placement", "layers+up",
+                       "--out", tmp_path / "again.safetensors", "--steps", 4, "--batch", 2, "--base", base.path)
+    assert code == 2 and "another recipe" in err and not (tmp_path / "again.safetensors").exists()
 
 
 def test_train_bad_input_leaves_output_untouched(cli, base, tmp_path):

@@ -5,6 +5,9 @@ truncated-normal (std 0.02), placed after the cross-attention and after the MLP 
 transformer layer, each site with its own weights. ``shared`` (the paper's small variant): one
 W_down/W_up pair for all sites, plus a per-site offset inside the bottleneck and on the output.
 ``lora``: LoRA (via peft) on the cross-attention and MLP projections of every layer.
+``placement="layers+up"`` (ours, off by default) adds bottleneck sites in G's up block, the convolutional
+block between the transformer and the output layer, after its res block and its cross-attention: fitting
+all of G to a new look showed that block learns the most per weight (docs/experiments.md).
 ``token``: textual inversion, the style words' input embeddings in T (``token_adapter.py``); G untouched.
 
 Adapters attach to G with forward hooks, so G itself is never modified and the same G runs with
@@ -24,25 +27,46 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 KINDS = ("bottleneck", "shared", "lora", "token")
+PLACEMENTS = ("layers", "layers+up")
 
 
 @dataclass(frozen=True)
 class AdapterConfig:
     kind: str = "bottleneck"
     rank: int = 8  # bottleneck width (or LoRA rank)
+    placement: str = "layers"  # the paper's sites, or those plus the up block's ("layers+up")
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown adapter kind {self.kind!r}; expected one of {', '.join(KINDS)}")
         if not 1 <= self.rank <= 1024:
             raise ValueError(f"rank must be in 1..1024, got {self.rank}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {self.placement!r}; expected one of {', '.join(PLACEMENTS)}")
+        if self.placement != "layers" and self.kind != "bottleneck":
+            raise ValueError(f"placement {self.placement!r} is built for bottleneck adapters only, not {self.kind!r}")
 
 
-def sites(transformer) -> list[tuple[str, nn.Module]]:
-    """Where adapters go: after cross-attention and after the MLP of every transformer layer."""
+@dataclass(frozen=True)
+class Site:
+    name: str
+    module: nn.Module
+    width: int
+    channels_first: bool = False  # a conv block's (B, C, H, W) output rather than (B, L, C)
+
+
+def sites(transformer, placement: str = "layers") -> list[Site]:
+    """Where adapters go: after cross-attention and after the MLP of every transformer layer (the paper's),
+    and with ``layers+up`` after the up block's res blocks and cross-attentions too."""
+    width = transformer.config.hidden_size
     out = []
     for i, block in enumerate(transformer.transformer_layers):
-        out += [(f"layer{i}.cross_attn", block.attn2), (f"layer{i}.mlp", block.ff)]
+        out += [Site(f"layer{i}.cross_attn", block.attn2, width), Site(f"layer{i}.mlp", block.ff, width)]
+    if placement == "layers+up":
+        up, conv_width = transformer.up_block, transformer.config.block_out_channels
+        for i, (res, attn) in enumerate(zip(up.res_blocks, up.attention_blocks)):
+            out += [Site(f"up{i}.res", res, conv_width, channels_first=True),
+                    Site(f"up{i}.cross_attn", attn.attn2, conv_width)]
     return out
 
 
@@ -67,11 +91,12 @@ class Bottleneck(nn.Module):
 class Adapter(nn.Module):
     """A set of adapters for one G: ``delta(site, h)`` is added to that site's output."""
 
-    def __init__(self, cfg: AdapterConfig, dim: int, n_sites: int):
+    def __init__(self, cfg: AdapterConfig, dim: int, n_sites: int, widths: list[int] | None = None):
         super().__init__()
         self.cfg, self.dim, self.n_sites = cfg, dim, n_sites
+        self.widths = widths or [dim] * n_sites  # per site; only layers+up mixes widths
         if cfg.kind == "bottleneck":
-            self.blocks = nn.ModuleList(Bottleneck(dim, cfg.rank) for _ in range(n_sites))
+            self.blocks = nn.ModuleList(Bottleneck(w, cfg.rank) for w in self.widths)
         elif cfg.kind == "shared":
             self.shared = Bottleneck(dim, cfg.rank)
             self.offset_in = nn.Parameter(torch.zeros(n_sites, cfg.rank))
@@ -97,14 +122,20 @@ class Adapter(nn.Module):
         return next(self.parameters()).dtype
 
     def attach(self, transformer) -> "Adapter":
-        found = sites(transformer)
-        if len(found) != self.n_sites or transformer.config.hidden_size != self.dim:
+        found = sites(transformer, self.cfg.placement)
+        if [s.width for s in found] != self.widths or transformer.config.hidden_size != self.dim:
             raise ValueError(f"adapter was built for {self.n_sites} sites of width {self.dim}; this transformer "
                              f"has {len(found)} of width {transformer.config.hidden_size}")
-        for k, (_, module) in enumerate(found):
-            self._handles.append(module.register_forward_hook(
-                lambda mod, inp, out, k=k: out + self.delta(k, out)))
+        for k, site in enumerate(found):
+            hook = self._channels_first_hook(k) if site.channels_first else (
+                lambda mod, inp, out, k=k: out + self.delta(k, out))
+            self._handles.append(site.module.register_forward_hook(hook))
         return self
+
+    def _channels_first_hook(self, k: int):
+        def hook(mod, inp, out):  # the bottleneck mixes channels, so move them last and back
+            return out + self.delta(k, out.movedim(1, -1)).movedim(-1, 1)
+        return hook
 
     def detach(self) -> None:
         for h in self._handles:
@@ -125,7 +156,8 @@ def build(cfg: AdapterConfig, transformer, base=None, words: str | None = None, 
     if cfg.kind == "lora":
         from .lora import LoraAdapter
         return LoraAdapter(cfg, transformer).to(device)
-    return Adapter(cfg, transformer.config.hidden_size, len(sites(transformer))).to(device)
+    found = sites(transformer, cfg.placement)
+    return Adapter(cfg, transformer.config.hidden_size, len(found), [s.width for s in found]).to(device)
 
 
 @contextmanager

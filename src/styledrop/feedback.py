@@ -8,7 +8,8 @@ its own prompt and the style descriptor. Selection:
 - ``clip``: per prompt, the image with the best CLIP text-image score (against the content prompt);
   ``clip_i_weight`` > 0 adds CLIP similarity to the reference (our extension, off by default);
 - ``oracle``: stands in for a human rater: images showing the prompt's content AND the reference's
-  style, most confident first, at most ``keep`` of them (the paper's raters kept ≤10);
+  style, at most ``keep`` of them (the paper's raters kept ≤10): the most confident of each content first, then
+  each content's second, and so on, so the kept set spans as many contents as it can;
 - ``random``: one random image per prompt (the paper's control);
 - ``manual``: the image ids a person chose.
 """
@@ -133,7 +134,14 @@ def select(rows: list[dict], contents: list[str], ref_style: str, cfg: FeedbackC
     good = [r for g, c in zip(groups, contents) for r in g
             if r["oracle"]["content"] == c and r["oracle"]["style"] == ref_style]
     good.sort(key=lambda r: -(r["oracle"]["content_prob"] * r["oracle"]["style_prob"]))
-    return [r["id"] for r in good[: cfg.keep]]
+    # the most confident of each content first, then each one's second, ...: a varied set, as a rater keeps, since
+    # round 2 learns the style apart from the content only from pictures of many contents
+    nth, seen = [], {}
+    for r in good:  # r is the nth most confident picture of its content
+        c = r["oracle"]["content"]
+        nth.append(seen.get(c, 0))
+        seen[c] = nth[-1] + 1
+    return [r["id"] for _, r in sorted(zip(nth, good), key=lambda x: x[0])[: cfg.keep]]
 
 
 def candidates(base, oracles: Oracles | None, adapter, meta: dict, references: list[np.ndarray], cfg: FeedbackConfig,

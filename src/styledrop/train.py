@@ -7,7 +7,7 @@ before the loop; each step only runs G with the adapter attached.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -120,7 +120,7 @@ def train_adapter(base, images: list[np.ndarray], caption: str | list[str], adap
     try:
         stages.run(model=adapter, opt=opt, steps=cfg.steps, step=step, ckpt=ckpt, every=100,
                    warmup=min(50, cfg.steps // 10 + 1), progress=progress, save=world is None or world[0] == 0,
-                   generators={"data": g})
+                   generators={"data": g}, recipe={"adapter": asdict(adapter_cfg)})
     finally:
         adapter.detach()
     return adapter.eval()

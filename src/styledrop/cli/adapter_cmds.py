@@ -75,6 +75,9 @@ def train(
     adapter: Optional[str] = typer.Option(None, help="bottleneck (the paper's) | shared | lora | token (textual "
                                           "inversion: learns only what the style's words mean to T; G untouched). "
                                           "Default: the base's (bottleneck on the tiny base, LoRA on aMUSEd)."),
+    placement: str = typer.Option("layers", help="Where bottleneck adapters sit: layers (the paper's: after the "
+                                  "cross-attention and MLP of every transformer layer) | layers+up (also in G's "
+                                  "up block, before the output layer)."),
     seed: int = typer.Option(0, help="Seed of masking and initialisation."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
@@ -119,7 +122,7 @@ def train(
     adapter, rank, lr, steps, batch = (chosen[k] for k in ("adapter", "rank", "lr", "train_steps", "batch"))
     err.print(f"settings: {describe(chosen, sources)}")
     try:
-        acfg, tcfg = adapters.AdapterConfig(adapter, rank), TrainConfig(steps, batch, lr, seed)
+        acfg, tcfg = adapters.AdapterConfig(adapter, rank, placement), TrainConfig(steps, batch, lr, seed)
     except ValueError as e:
         fail(str(e))
     images = read_images(paths, model.image_size, fit)

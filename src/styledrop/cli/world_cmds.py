@@ -172,7 +172,7 @@ def demo(
     # the commands are called as functions, so every parameter is spelled out (typer's defaults are not values)
     train(out=out / "style.safetensors", image=[out / "reference.png"], subject=None, more=None, style=descriptor,
           token=None, class_noun=None, prior=0, content="a house", steps=steps, lr=None, batch=None, rank=None,
-          adapter=None, seed=0, base=base, device=None, dtype=None, compile=False, fit="crop")
+          placement="layers", adapter=None, seed=0, base=base, device=None, dtype=None, compile=False, fit="crop")
     contents = [c for c in world.PRETRAIN_CONTENTS if c != "house"][:8]
     sample(out=out / "samples", adapter=out / "style.safetensors", subject=None,
            prompt=[world.caption(c, None) for c in contents], prompts=None, n=2, seed=0, steps=None,
