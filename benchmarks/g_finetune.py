@@ -7,6 +7,8 @@
 ``--extra`` mixes another stream into each batch (``--extra-fraction`` of its rows):
 - ``varied``: random renderings captioned by content only (docs/experiments.md: +0.1 content);
 - ``space``: the style space as pretraining draws it (its grounds never a held-out style's);
+- ``pretrain``: pretraining's own (content, style) pairs, to pair with ``--extra-pose random`` (G saw only
+  centered objects, and the hard regime's references and its 16-render ceiling are in random poses);
 - ``open_space``: the style space on any ground, held-out styles' ground colours included (their looks stay out:
   ``world.space.too_close(open_grounds=True)``), so that no primitive of a held-out style is new to G.
 ``--extra-captions content`` captions that stream by content only (G must take the look from the tokens).
@@ -34,20 +36,22 @@ from styledrop.muse.schedule import ring
 from styledrop.muse.train_transformer import caption_table
 from styledrop.oracle import to_tensor
 
-EXTRAS = ("none", "varied", "space", "open_space")
+EXTRAS = ("none", "varied", "space", "open_space", "pretrain")
 
 
 @torch.no_grad()
-def stream(vq, kind: str, n: int, seed: int, batch: int = 256):
-    """``n`` pictures of one extra stream, tokenized: (tokens (n, N), [(content, caption)])."""
+def stream(vq, kind: str, n: int, seed: int, batch: int = 256, pose: str = "centered"):
+    """``n`` pictures of one extra stream in ``pose``, tokenized: (tokens (n, N), [(content, caption)])."""
     contents = world.choose_pairs("pretrain", world.SPACE)
 
     def picture(k):
         if kind == "varied":
-            return world.sample(k, seed, [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS], "centered")
+            return world.sample(k, seed, [(c, world.VARIED) for c in world.PRETRAIN_CONTENTS], pose)
         if kind == "space":
-            return world.sample(k, seed, contents, "centered")
-        return world.open_look_sample(k, seed, contents, "centered")
+            return world.sample(k, seed, contents, pose)
+        if kind == "pretrain":
+            return world.sample(k, seed, world.pairs("pretrain"), pose)
+        return world.open_look_sample(k, seed, contents, pose)
 
     tokens, meta = [], []
     for i in range(0, n, batch):
@@ -69,6 +73,7 @@ def main():
     ap.add_argument("--extra-fraction", type=float, default=0.5, help="fraction of each batch from --extra")
     ap.add_argument("--extra-images", type=int, default=16000)
     ap.add_argument("--extra-captions", default="world", choices=("world", "content"))
+    ap.add_argument("--extra-pose", default="centered", choices=world.POSES, help="pose of the extra stream's objects")
     ap.add_argument("--ring", type=float, default=0.0, help="fraction of rows trained as ring + inside masked")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -85,7 +90,7 @@ def main():
         raise SystemExit(f"{args.tokens} is not this base's token cache ({tok0.shape[1]} tokens a picture, "
                          f"the base has {base.grid**2})")
     extra = args.extra != "none" and args.extra_fraction > 0
-    tok1, meta1 = stream(base.vq, args.extra, args.extra_images, 11) if extra else (tok0[:0], [])
+    tok1, meta1 = stream(base.vq, args.extra, args.extra_images, 11, pose=args.extra_pose) if extra else (tok0[:0], [])
     if args.extra_captions == "content":
         meta1 = [(c, world.caption(c, None, k % 2)) for k, (c, _) in enumerate(meta1)]
     print(f"{len(tok1)} extra pictures ({args.extra}) tokenized in {time.time() - t0:.0f} s", flush=True)

@@ -10,7 +10,9 @@ no part of G's pretraining draws, each captioned with its own descriptor. ``both
 reference's content, then the evaluated contents): what one image could reach at best on this base. Give it
 more steps than one picture needs (``--steps 400``): at the base's 200 it is short of them (docs/experiments.md).
 
-Prints one row per style (adapter vs base on the same prompts) and writes report.json and the grids.
+Prints one row per style (adapter vs base on the same prompts), each also as the space-aware second judge reads the
+same samples (it can say a picture has no held-out style's look, where the first must name a style, so its style
+numbers are the honest ones in the hard regime), and writes report.json and the grids.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from styledrop.evaluate import evaluate_style, style_eval_prompts, style_metrics
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig
-from styledrop.oracle import ORACLE_PATH, Oracles
+from styledrop.oracle import ORACLE_PATH, Oracles, oracle_path
 from styledrop.train import TrainConfig, train_adapter
 
 
@@ -57,9 +59,9 @@ def main():
                     help="highest masked fraction the adapter trains on (< 1 keeps it off the reference's layout)")
     ap.add_argument("--prior", type=float, default=0.0, help="weight of prior preservation on the base's own "
                     "pictures of content-only captions (DreamBooth's; 0 = off)")
-    ap.add_argument("--second-oracle", type=Path, default=None, help="also judge every sample with these oracles "
-                    "(e.g. one trained with `styledrop oracle train --space 0.15`, which may answer 'space' rather "
-                    "than name a held-out style), against the reference's true style and content")
+    ap.add_argument("--second-oracle", default="space", help="also judge every sample with these oracles: space (the "
+                    "shipped space-aware judge, which may answer 'space' rather than name a held-out style), a file, "
+                    "or none")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--base", default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/heldout"))
@@ -68,7 +70,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base, oracles = MuseBase.load(args.base), Oracles.load(args.oracle or ORACLE_PATH)
-    second = Oracles.load(args.second_oracle) if args.second_oracle else None
+    second = Oracles.load(oracle_path(args.second_oracle)) if args.second_oracle != "none" else None
     chosen, sources = settle_all(base, adapter=args.kind, rank=args.rank, lr=args.lr, train_steps=args.steps,
                                  lambda_a=args.lambda_a, lambda_b=args.lambda_b)
     print(f"settings: {describe(chosen, sources)}", flush=True)

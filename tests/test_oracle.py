@@ -45,6 +45,17 @@ def test_shipped_oracles_reach_95_percent(cli):
     assert all(min(row.values()) >= 0.95 for row in acc["variants"].values()), acc["variants"]
 
 
+def test_shipped_space_aware_judge_names_styles_and_calls_open_looks_space(cli, tmp_path):
+    code, out, _ = cli("oracle", "check", "--oracle", "space", "--json", "--n", 400)
+    acc = json.loads(out)
+    assert code == 0 and acc["content_acc"] >= 0.95 and acc["style_acc"] >= 0.95, acc
+    assert acc["space"]["space_acc"] >= 0.95 and acc["space"]["called_held_out"] <= 0.02, acc["space"]
+    _, out, _ = cli("oracle", "check", "--json", "--n", 16)
+    assert "space" not in json.loads(out)  # the shipped oracle has no such class
+    code, _, err = cli("oracle", "check", "--oracle", tmp_path / "none.safetensors")
+    assert code == 2 and "no oracles at" in err
+
+
 def test_classify_reads_files_and_folders(cli, tmp_path):
     cli("world", "--n", 8, "--out", tmp_path / "w", "--seed", 5)
     code, out, _ = cli("oracle", "classify", "--json", tmp_path / "w" / "00000.png", tmp_path / "w")

@@ -21,6 +21,14 @@ from . import world
 from .io import load_tensors, save_tensors
 
 ORACLE_PATH = Path(__file__).parent / "assets" / "oracle.safetensors"
+# The space-aware second judge (`styledrop oracle train --space 0.15`): it may answer "space" where the shipped
+# one must name some style, so a yellow ground alone is not "pop art" to it (docs/experiments.md, v3 hard regime).
+SPACE_ORACLE_PATH = Path(__file__).parent / "assets" / "oracle_space.safetensors"
+
+
+def oracle_path(name: str | Path) -> Path:
+    """``shipped``, ``space`` (the space-aware judge) or a file of oracles."""
+    return {"shipped": ORACLE_PATH, "space": SPACE_ORACLE_PATH}.get(str(name), Path(name))
 TEST_SEED = 1_000_003  # fresh test images: a seed no training stream uses
 
 

@@ -57,21 +57,36 @@ def world_cmd(
     err.print(f"wrote {n} images, metadata.jsonl and grid.png to {out}")
 
 
+ORACLE_HELP = ("Which oracles: shipped (the default), space (the space-aware second judge, which may answer "
+               "'space' for a look that is no named style) or a .safetensors file.")
+
+
+def load_oracles(name: str):
+    from .. import oracle
+    path = oracle.oracle_path(name)
+    if not path.is_file():
+        fail(f"no oracles at {path}: give shipped, space or an oracle file")
+    return oracle.Oracles.load(path)
+
+
 @oracle_app.command("check")
 def oracle_check(
     n: int = typer.Option(2000, help="Size of the fresh test set (all pairs, held-out ones included)."),
     seed: int = typer.Option(None, help="Seed of the test set (default: the fixed test seed)."),
+    which: str = typer.Option("shipped", "--oracle", help=ORACLE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
-    """Accuracy of the shipped oracles on a fresh, seeded test set.
+    """Accuracy of the oracles on a fresh, seeded test set.
 
-    Example: styledrop oracle check --json"""
+    Example: styledrop oracle check --oracle space --json"""
     from .. import oracle
     if n < 1:
         fail(f"--n must be at least 1, got {n}")
-    oracles, seed = oracle.Oracles.load(), oracle.TEST_SEED if seed is None else seed
+    oracles, seed = load_oracles(which), oracle.TEST_SEED if seed is None else seed
     acc = oracles.accuracy(oracle.test_set(n, seed))
     acc["variants"] = oracle.variant_check(oracles, max(16, n // 10), seed)  # each variant against its parent
+    if oracle.SPACE_CLASS in oracles.style_names:  # open-space looks called "space", not a held-out style
+        acc["space"] = oracle.space_check(oracles, max(16, n // 4), seed)
     if as_json:
         print(json.dumps(acc))
         return
@@ -82,20 +97,23 @@ def oracle_check(
         parent = world.styles.VARIANT_OF[variant]
         err.print(f"{variant} vs {parent}: {row['variant_acc']:.3f} / {row['parent_acc']:.3f} "
                   f"{ok(min(row.values()))}")
+    if "space" in acc:
+        err.print(f"open-space looks called space {acc['space']['space_acc']:.3f}, "
+                  f"a held-out style {acc['space']['called_held_out']:.3f}")
 
 
 @oracle_app.command("classify")
 def oracle_classify(
     paths: list[Path] = typer.Argument(..., help="Image files, or folders whose PNGs are classified."),
+    which: str = typer.Option("shipped", "--oracle", help=ORACLE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ):
     """Predicted content and style, with probabilities, for each image.
 
     Example: styledrop oracle classify runs/pop --json"""
-    from .. import oracle
     files = image_files(paths)
     images = [load_image(f)[0] for f in files]
-    preds = [{"file": str(f)} | p for f, p in zip(files, oracle.Oracles.load().classify(images))]
+    preds = [{"file": str(f)} | p for f, p in zip(files, load_oracles(which).classify(images))]
     if as_json:
         print(json.dumps(preds, indent=1))
         return
