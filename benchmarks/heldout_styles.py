@@ -27,7 +27,7 @@ import torch
 
 from styledrop import adapters, world
 from styledrop.defaults import describe, settle_all
-from styledrop.evaluate import evaluate_style, style_eval_prompts, style_metrics
+from styledrop.evaluate import evaluate_style
 from styledrop.io import save_png, write_json
 from styledrop.muse.base import MuseBase
 from styledrop.muse.sampler import SampleConfig
@@ -96,14 +96,8 @@ def main():
                               words=descriptor, prior_prompts=prior_prompts)
         train_s = time.time() - t
         r = evaluate_style(base, oracles, theta, {"style": descriptor}, ref, sample, chosen["lambda_a"],
-                           chosen["lambda_b"], args.seeds)
+                           chosen["lambda_b"], args.seeds, second=second)
         images = r.pop("images")
-        if second is not None:  # the same samples, read by another judge
-            _, pairs = style_eval_prompts(oracles, ref, args.seeds)
-            seen = second.classify([ref])[0]  # the reference as this judge sees it, as the first one does
-            for name, ims in images.items():
-                r[name]["second"] = {k: float(v.mean()) for k, v in style_metrics(None, second, ims, pairs, seen,
-                                                                                  ref).items()}
         save_png(args.out / f"{style}_reference.png", ref)
         for name, ims in images.items():
             save_png(args.out / f"{style}_{name}.png", np.asarray(world.grid(list(ims), cols=12)))

@@ -91,6 +91,15 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
     assert report["n"] == 2 * len(others)
     assert {"style_acc", "content_acc", "leakage", "clip_t", "clip_i", "fid"} == set(report["adapter"])
     assert report["fid_floor"] < report["adapter"]["fid"] and report["fid_vq"] > 0
+    # a second judge reads the same pictures: the shipped oracles as their own second judge agree to the digit
+    code, out, err = cli("evaluate", "style", "--adapter", r2, "--seeds", 2, "--steps", 2, "--base", base.path,
+                         "--second-oracle", "shipped", "--json")
+    again = json.loads(out)
+    assert code == 0 and again["adapter"]["second"] == {k: report["adapter"][k] for k in (
+        "style_acc", "content_acc", "leakage")}, err
+    code, _, err = cli("evaluate", "style", "--adapter", r2, "--seeds", 1, "--steps", 2, "--base", base.path,
+                       "--second-oracle", "space")
+    assert code == 0 and "second oracle: style_acc" in err
 
 
 def test_feedback_refuses_keep_above_n_and_an_empty_selection(cli, base, tmp_path):

@@ -188,13 +188,14 @@ def style_samples(base, adapter, descriptor: str, pairs, cfg: SampleConfig, lamb
 
 def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference: np.ndarray, cfg: SampleConfig,
                    lambda_a: float, lambda_b: float, seeds: int = 4, contents: list[str] | None = None,
-                   scorer: Scorer | None = None) -> dict:
+                   scorer: Scorer | None = None, second: Oracles | None = None) -> dict:
     """How well an adapter draws *other* contents in the reference's style, against the base alone.
 
     The reference's true content and style are what the oracles see in it. ``leakage`` is the
     fraction of images drawn as the reference's content; ``clip_t`` scores each image against
     its content prompt (without the style descriptor); ``clip_i`` is CLIP similarity to the reference.
     ``contents`` may be world contents or any prompts (a base that is not the toy world's).
+    ``second``: other oracles (the space-aware judge) read the same images too, as ``report[name]["second"]``.
     """
     scorer = scorer or Scorer.of_base(base)
     from .fid import real_renders, reference_figures, toy_fid
@@ -209,5 +210,9 @@ def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference
                                                                      reference).items()}
         if truth is not None:
             report[name]["fid"] = toy_fid(oracles, images, real_renders(truth, 6000))
+        if second is not None:  # the reference as this judge sees it, as the first one does
+            seen = second.classify([reference])[0]
+            report[name]["second"] = {k: float(v.mean()) for k, v in style_metrics(None, second, images, pairs, seen,
+                                                                                   reference).items()}
         report.setdefault("images", {})[name] = images
     return report

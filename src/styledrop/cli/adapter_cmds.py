@@ -28,7 +28,7 @@ from .base_cmds import (
     sampling,
     write_images,
 )
-from .common import app, err, evaluate_app, fail, progress_bar, read_prompts
+from .common import app, err, evaluate_app, fail, load_oracles, progress_bar, read_prompts
 
 FIT_HELP = "A non-square picture: crop its centre square, or pad it to a square with its edge colour (crop | pad)."
 
@@ -244,6 +244,8 @@ def evaluate_style(
                                                 "the world's contents on the toy base, everyday subjects on "
                                                 "any other)."),
     scorer: Optional[Path] = typer.Option(None, help=SCORER_HELP),
+    second_oracle: Optional[str] = typer.Option(None, help="Also judge the same pictures with these oracles (toy "
+                                                "base): space (the space-aware judge) or an oracle file."),
     base: Optional[Path] = typer.Option(None, help=BASE_HELP),
     device: Optional[str] = typer.Option(None, help=DEVICE_HELP),
     dtype: Optional[str] = typer.Option(None, help=DTYPE_HELP),
@@ -262,10 +264,14 @@ def evaluate_style(
     ref_path = reference or adapters.trained_images(meta, adapter)[0]
     ref, _ = load_image(ref_path, model.image_size)
     oracles, clip = load_eyes(model, scorer)
+    if second_oracle and oracles is None:
+        fail("--second-oracle judges the toy world's pictures; this base is not the toy world's")
+    second = load_oracles(second_oracle) if second_oracle else None
     contents = read_prompts(None, prompts_file) if prompts_file else (None if oracles else list(DEFAULT_PROMPTS))
     cfg, (lambda_a, lambda_b), chosen = sampling(model, steps, lambda_a, lambda_b, token_temperature, 0,
                                                  quiet=as_json)
-    report = run(model, oracles, theta, meta, ref, cfg, lambda_a, lambda_b, seeds, contents, scorer=clip)
+    report = run(model, oracles, theta, meta, ref, cfg, lambda_a, lambda_b, seeds, contents, scorer=clip,
+                 second=second)
     report["settings"] = chosen
     if processes() is not None and processes()[0] != 0:  # a multi-process launch drew its share; the first reports
         return
@@ -280,7 +286,10 @@ def evaluate_style(
                   f"({report['n']} images); toy FID against real renders of that style: real vs real "
                   f"{report['fid_floor']:.1f}, VQ round trip {report['fid_vq']:.1f}")
     for name in ("adapter", "base"):
+        second_view = report[name].pop("second", None)
         err.print(f"{name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in report[name].items()))
+        if second_view:
+            err.print(f"{'':8s} second oracle: " + "  ".join(f"{k} {v:.3f}" for k, v in second_view.items()))
 
 
 @evaluate_app.command("compose")

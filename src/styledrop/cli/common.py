@@ -106,3 +106,13 @@ def jsonl(rows) -> bytes:
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
 
 
+ORACLE_HELP = ("Which oracles: shipped (the default), space (the space-aware second judge, which may answer "
+               "'space' for a look that is no named style) or a .safetensors file.")
+
+
+def load_oracles(name: str):
+    from .. import oracle
+    path = oracle.oracle_path(name)
+    if not path.is_file():
+        fail(f"no oracles at {path}: give shipped, space or an oracle file")
+    return oracle.Oracles.load(path)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import world
 from ..io import image_files, load_image, staged_dir
-from .common import app, err, fail, jsonl, oracle_app, png_bytes, progress_bar
+from .common import ORACLE_HELP, app, err, fail, jsonl, load_oracles, oracle_app, png_bytes, progress_bar
 
 
 @app.command("world")
@@ -55,18 +55,6 @@ def world_cmd(
     files["grid.png"] = png_bytes(world.grid(images[:256]))
     staged_dir(out, files)
     err.print(f"wrote {n} images, metadata.jsonl and grid.png to {out}")
-
-
-ORACLE_HELP = ("Which oracles: shipped (the default), space (the space-aware second judge, which may answer "
-               "'space' for a look that is no named style) or a .safetensors file.")
-
-
-def load_oracles(name: str):
-    from .. import oracle
-    path = oracle.oracle_path(name)
-    if not path.is_file():
-        fail(f"no oracles at {path}: give shipped, space or an oracle file")
-    return oracle.Oracles.load(path)
 
 
 @oracle_app.command("check")
