@@ -14,11 +14,10 @@ from pathlib import Path
 
 import torch
 
-from styledrop import adapters, world
-from styledrop.feedback import FeedbackConfig, retrain, select
+from styledrop import adapters
+from styledrop.feedback import retrain
 from styledrop.io import PictureFolder, load_image
 from styledrop.muse.base import MuseBase
-from styledrop.oracle import Oracles
 from styledrop.train import TrainConfig
 
 
@@ -30,8 +29,6 @@ def main():
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--base", default=None)
-    ap.add_argument("--reselect", action="store_true", help="choose the pictures again by today's --select oracle "
-                    "rule from the stored oracle views (keeping as many as were kept), instead of reading the choice")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -40,14 +37,6 @@ def main():
     rows = [json.loads(line) for line in (args.folder / "scores.jsonl").read_text().splitlines()]
     kept = [r["id"] for r in rows if r["kept"]]
     references = [load_image(p, base.image_size)[0] for p in adapters.trained_images(meta, args.round1)]
-    if args.reselect:
-        per_prompt = next((i for i, r in enumerate(rows) if r["prompt"] != rows[0]["prompt"]), len(rows))
-        groups = [rows[k]["prompt"] for k in range(0, len(rows), per_prompt)]
-        by_caption = {world.caption(c, None): c for c in world.CONTENTS}
-        ref_style = Oracles.load().classify(references[:1])[0]["style"]
-        kept = select(rows, [by_caption[g] for g in groups], ref_style,
-                      FeedbackConfig(select="oracle", per_prompt=per_prompt, keep=len(kept)))
-        print("kept again:", sorted(rows[i]["prompt"] for i in kept))
     train = meta["train"]
     new, captions = retrain(base, theta.cfg, meta, references, PictureFolder(args.folder, len(rows)), rows, kept,
                             TrainConfig(steps=args.steps, lr=train["lr"], batch=train["batch"], seed=args.seed))

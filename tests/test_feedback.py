@@ -41,16 +41,6 @@ def test_selection_methods():
         FeedbackConfig(select="best")
 
 
-def test_oracle_selection_spreads_over_contents_before_taking_a_second_of_one():
-    contents = ["fish", "cat", "boat"]
-    rows = _rows(4, contents, "lava")
-    for r in rows[:4]:  # both good fish beat every other picture
-        r["oracle"]["content_prob"] += 0.3
-    pick = lambda keep: select(rows, contents, "lava", FeedbackConfig(per_prompt=4, select="oracle", keep=keep))  # noqa: E731
-    assert pick(3) == [2, 6, 10]  # one of each content, not fish, fish, cat
-    assert pick(10) == [2, 6, 10, 1, 5, 9]  # then each content's second, most confident first
-
-
 def test_prompts_leave_out_the_reference_content():
     pairs = content_prompts(30, "house")
     assert len(pairs) == 30 and "house" not in {c for c, _ in pairs}
