@@ -38,8 +38,9 @@ def main():
     kept = [r["id"] for r in rows if r["kept"]]
     references = [load_image(p, base.image_size)[0] for p in adapters.trained_images(meta, args.round1)]
     train = meta["train"]
-    new, captions = retrain(base, theta.cfg, meta, references, PictureFolder(args.folder, len(rows)), rows, kept,
-                            TrainConfig(steps=args.steps, lr=train["lr"], batch=train["batch"], seed=args.seed))
+    new, captions, _ = retrain(base, theta.cfg, meta, references, PictureFolder(args.folder, len(rows)), rows, kept,
+                               TrainConfig(steps=args.steps, lr=train["lr"], batch=train["batch"], seed=args.seed),
+                               scale_steps=False)
     adapters.save(args.out, new, base, meta | {"round": 2})
     print(f"{len(kept)} kept pictures + {len(references)} reference(s), {args.steps} steps -> {args.out}; "
           f"captions {captions[:3]}")

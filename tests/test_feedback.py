@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from styledrop import adapters, world
-from styledrop.feedback import FeedbackConfig, content_prompts, select
+from styledrop.feedback import FeedbackConfig, content_prompts, retrain, round_steps, select
 
 from .tiny import tiny_base
 
@@ -41,6 +41,21 @@ def test_selection_methods():
         FeedbackConfig(select="best")
 
 
+def test_round_two_trains_longer_as_its_pictures_grow(base):
+    assert [round_steps(200, n) for n in (1, 4, 6, 8, 11, 30)] == [200, 200, 300, 400, 400, 400]
+    images = [world.sample(k, 0, [("fish", "lava")]).image for k in range(11)]
+    rows = [{"id": i, "prompt": "a fish"} for i in range(10)]
+    from styledrop.train import TrainConfig
+    cfg = adapters.AdapterConfig("bottleneck", 4)
+    steps = []
+    new, captions, n = retrain(base, cfg, {"style": "in lava style"}, images[:1], images[1:], rows, list(range(10)),
+                               TrainConfig(steps=3, batch=2), progress=lambda i, total, lo: steps.append(total))
+    assert n == 6 and set(steps) == {6} and len(captions) == 11 and captions[1] == "a fish in lava style"
+    _, _, n = retrain(base, cfg, {"style": "in lava style"}, images[:1], images[1:], rows, list(range(10)),
+                      TrainConfig(steps=3, batch=2), scale_steps=False)
+    assert n == 3
+
+
 def test_prompts_leave_out_the_reference_content():
     pairs = content_prompts(30, "house")
     assert len(pairs) == 30 and "house" not in {c for c, _ in pairs}
@@ -70,7 +85,7 @@ def test_feedback_command_trains_a_new_adapter_and_saves_every_round(cli, base, 
     code, _, err = cli("feedback", "--adapter", r1, "--out", tmp_path / "x.safetensors", "--select", "manual",
                        "--base", base.path)
     assert code == 2 and "--ids" in err and not (tmp_path / "x.safetensors").exists()
-    assert np.isfinite(meta["train"]["steps"])
+    assert meta["train"]["steps"] == 2  # --steps given: every round trains exactly that many
 
     # the toy base's own scorer and the oracles, with the toy FID against real renders of the reference's style
     code, out, err = cli("evaluate", "style", "--adapter", r2, "--seeds", 2, "--steps", 2, "--base", base.path,

@@ -42,7 +42,8 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 class ReportConfig:
     style: str | None  # a world style to render the reference in; None: the user's own reference picture
     reference_content: str = "house"
-    steps: int = TrainConfig.steps  # adapter training steps, each round
+    steps: int = TrainConfig.steps  # adapter training steps: round 1's; round 2's grow with its pictures
+    scale_steps: bool = True  # off: round 2 trains for exactly ``steps`` too (the user gave --steps)
     prompts: int = 12  # round-1 candidates: prompts x per_prompt images
     per_prompt: int = 8
     keep: int = 10
@@ -133,7 +134,8 @@ def build(base, oracles, cfg: ReportConfig, progress=None, scorer=None, referenc
             kept[name] = select(rows, contents, ref_style, replace(fb, select=method), list(cfg.manual))
             if kept[name]:
                 say(f"{name}: training on the reference + {len(kept[name])} kept images")
-                models[name] = retrain(base, adapter_cfg, meta, [reference], images, rows, kept[name], train_cfg)[0]
+                models[name] = retrain(base, adapter_cfg, meta, [reference], images, rows, kept[name], train_cfg,
+                                       scale_steps=cfg.scale_steps)[0]
             else:
                 say(f"{name}: the selection kept no image; row left out")
 

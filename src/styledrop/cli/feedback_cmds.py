@@ -41,7 +41,9 @@ def feedback(
     ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
-    steps: Optional[int] = typer.Option(None, help="Training steps of each new adapter (default: the base's)."),
+    steps: Optional[int] = typer.Option(None, help="Training steps of each new adapter (default: the base's, up "
+                                        "to twice that from 8 pictures on, as the round trains on the reference "
+                                        "plus the kept pictures)."),
     lambda_a: Optional[float] = typer.Option(None, help=LAMBDA_A_HELP + " For the candidates."),
     lambda_b: Optional[float] = typer.Option(None, help=LAMBDA_B_HELP + " For the candidates."),
     seed: int = typer.Option(0, help="Seed of candidates and training."),
@@ -119,17 +121,19 @@ def feedback(
         staged_dir(runs / f"round{k}", files)
         shutil.rmtree(folder_for(k), ignore_errors=True)
         info = meta | {"round": k, "feedback": {"select": select, "kept": record["kept"], "from": adapter.name},
-                       "train": meta["train"] | {"steps": steps, "lr": chosen["lr"], "batch": chosen["batch"],
+                       "train": meta["train"] | {"steps": record["steps"], "lr": chosen["lr"], "batch": chosen["batch"],
                                                  "captions": record["captions"], "images": paths, "sources": sources}}
         adapters.save(runs / f"round{k}" / "adapter.safetensors", new, model, info)
-        err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}); "
-                  f"{time.time() - t:.0f}s so far")
+        err.print(f"round {k}: kept {len(kept)} of {len(record['images'])} images ({select}), trained "
+                  f"{record['steps']} steps; {time.time() - t:.0f}s so far")
         last_info = info
 
     last_info = meta
-    err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each")
+    scale = sources["train_steps"] != "given"
+    err.print(f"{rounds} round(s): {prompts} prompts x {per_prompt} images, then {steps} training steps each"
+              + (" (up to twice that, as the kept pictures grow)" if scale else ""))
     final = feedback_rounds(model, oracles, theta, meta, references, cfg, train_cfg, folder_for, rounds, manual,
-                            on_round, scorer=clip, prompts=own_prompts)
+                            on_round, scorer=clip, prompts=own_prompts, scale_steps=scale)
     if first:
         adapters.save(out, final, model, last_info)
         err.print(f"wrote {out}; rounds in {runs}")

@@ -36,7 +36,8 @@ def report(
     out: Path = typer.Option(..., help="HTML file to write (self-contained: images embedded)."),
     reference_content: str = typer.Option("house", help="What the one reference image shows (with --image: any "
                                           "words, e.g. 'a bridge')."),
-    steps: Optional[int] = typer.Option(None, help="Adapter training steps per round (default: the base's)."),
+    steps: Optional[int] = typer.Option(None, help="Adapter training steps per round (default: the base's for "
+                                        "round 1, up to twice that for round 2, which trains on more pictures)."),
     prompts_file: Optional[Path] = typer.Option(None, "--prompts", help="Content prompts of candidates and "
                                                 "evaluation, one per line (default: the world's contents on the "
                                                 "toy base, 30 everyday subjects on any other)."),
@@ -83,7 +84,7 @@ def report(
     model = load_base(base, device, dtype)
     chosen, sources = settle_all(model, train_steps=steps, lambda_a=lambda_a, lambda_b=lambda_b)
     err.print(f"settings: {describe(chosen, sources)}")
-    cfg = replace(cfg, steps=chosen["train_steps"], sample_steps=chosen["sample_steps"],
+    cfg = replace(cfg, steps=chosen["train_steps"], sample_steps=chosen["sample_steps"], scale_steps=steps is None,
                   **{k: chosen[k] for k in ("lambda_a", "lambda_b", "adapter", "rank", "lr", "batch",
                                             "token_temperature", "temperature")})
     reference = load_image(image, model.image_size)[0] if image is not None else None
