@@ -59,8 +59,11 @@ def test_stack_and_merge(base):
     merged = merge(style, subject, base.transformer)
     for k, v in merged.state_dict().items():
         torch.testing.assert_close(v, style.state_dict()[k] + subject.state_dict()[k])
-    with pytest.raises(UserError, match="same kind and rank"):
+    with pytest.raises(UserError, match="same kind, rank and placement"):
         merge(style, _random_adapter(base, "lora", 2), base.transformer)
+    up = adapters.build(adapters.AdapterConfig("bottleneck", style.cfg.rank, "layers+up"), base.transformer)
+    with pytest.raises(UserError, match="bottleneck/.*/layers and bottleneck/.*/layers\\+up"):
+        merge(style, up, base.transformer)
     ids = torch.full((1, base.grid ** 2), base.mask_id)
     kw = dict(gamma=0.5, lambda_a=0.5, lambda_b=1.0)
     with composed(base, style, subject, "stack"):

@@ -40,10 +40,11 @@ def subject_prompt(prompt: str, descriptor: str) -> str:
 
 
 def merge(style, subject, transformer):
-    """An adapter whose parameters are θs + θc (both must have the same kind and rank)."""
+    """An adapter whose parameters are θs + θc (both must have the same kind, rank and placement)."""
     if style.cfg != subject.cfg:
-        raise UserError(f"merge needs two adapters of the same kind and rank; got {style.cfg.kind}/{style.cfg.rank} "
-                        f"and {subject.cfg.kind}/{subject.cfg.rank}")
+        shape = lambda c: f"{c.kind}/{c.rank}/{c.placement}"  # noqa: E731
+        raise UserError(f"merge needs two adapters of the same kind, rank and placement; got {shape(style.cfg)} "
+                        f"and {shape(subject.cfg)}")
     merged = adapters.build(style.cfg, transformer)
     theirs = subject.state_dict()
     merged.load_state_dict({k: v + theirs[k] for k, v in style.state_dict().items()})
