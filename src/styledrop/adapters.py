@@ -5,10 +5,10 @@ truncated-normal (std 0.02), placed after the cross-attention and after the MLP 
 transformer layer, each site with its own weights. ``shared`` (the paper's small variant): one
 W_down/W_up pair for all sites, plus a per-site offset inside the bottleneck and on the output.
 ``lora``: LoRA (via peft) on the cross-attention and MLP projections of every layer.
+``token``: textual inversion, the style words' input embeddings in T (``token_adapter.py``); G untouched.
 ``placement="layers+up"`` (ours, off by default) adds bottleneck sites in G's up block, the convolutional
 block between the transformer and the output layer, after its res block and its cross-attention: fitting
 all of G to a new look showed that block learns the most per weight (docs/experiments.md).
-``token``: textual inversion, the style words' input embeddings in T (``token_adapter.py``); G untouched.
 
 Adapters attach to G with forward hooks, so G itself is never modified and the same G runs with
 and without them. ``gate`` (one 0/1 per batch row) switches an adapter on for some rows only:
