@@ -11,8 +11,10 @@ reference's content, then the evaluated contents): what one image could reach at
 more steps than one picture needs (``--steps 400``): at the base's 200 it is short of them (docs/experiments.md).
 
 Prints one row per style (adapter vs base on the same prompts), each also as the space-aware second judge reads the
-same samples (it can say a picture has no held-out style's look, where the first must name a style, so its style
-numbers are the honest ones in the hard regime), and writes report.json and the grids.
+same samples, and writes report.json and the grids. The second judge may say a picture has a look but no named
+style's (``space``), where the first must name one: in the hard regime its style numbers are the honest ones. In the
+paper regime it is too strict, as the style space draws textures like the variants' in any colour, so an imperfect
+variant reads as ``space`` (docs/experiments.md); there the first judge is the one to read.
 """
 
 from __future__ import annotations
