@@ -166,3 +166,25 @@ def test_picture_folder_reads_back_what_was_written_and_slices_like_a_list(tmp_p
     grid = world.grid(folder, cols=3, cell=32)  # shrunk cells, read one picture at a time
     assert grid.size == (3 * 34 + 2, 34 + 2)
     assert world.grid(folder, cols=3).size == (3 * 66 + 2, 66 + 2)
+
+
+def test_feedback_rates_with_the_oracles_asked_for(cli, base, tmp_path):
+    from PIL import Image
+
+    from styledrop.io import load_image
+    from styledrop.oracle import SPACE_ORACLE_PATH, Oracles
+    ref = tmp_path / "ref.png"
+    Image.fromarray(world.sample(0, 0, [("house", "pop_art")]).image).save(ref)
+    r1 = tmp_path / "r1.safetensors"
+    assert cli("train", "--image", ref, "--style", "in pop art style", "--out", r1, "--steps", 1, "--batch", 2,
+               "--base", base.path)[0] == 0
+    code, _, err = cli("feedback", "--adapter", r1, "--out", tmp_path / "r2.safetensors", "--select", "random",
+                       "--rater", "space", "--n-prompts", 1, "--per-prompt", 2, "--steps", 1, "--base", base.path)
+    assert code == 0, err
+    folder = tmp_path / "r2.safetensors.rounds" / "round2"
+    rows = [json.loads(x) for x in (folder / "scores.jsonl").read_text().splitlines()]
+    pictures = [load_image(folder / f"{r['id']:04d}.png")[0] for r in rows]
+    assert [r["oracle"] for r in rows] == Oracles.load(SPACE_ORACLE_PATH).classify(pictures)
+    code, _, err = cli("feedback", "--adapter", r1, "--out", tmp_path / "x.safetensors", "--select", "oracle",
+                       "--rater", tmp_path / "none.safetensors", "--base", base.path)
+    assert code == 2 and "no oracles at" in err and not (tmp_path / "x.safetensors").exists()

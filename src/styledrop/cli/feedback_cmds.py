@@ -22,7 +22,7 @@ from .base_cmds import (
     load_base,
     load_eyes,
 )
-from .common import app, content_prompts, err, fail, jsonl
+from .common import app, content_prompts, err, fail, jsonl, load_oracles
 
 
 @app.command()
@@ -39,6 +39,9 @@ def feedback(
     keep: Optional[int] = typer.Option(None, help="At most this many images kept by oracle selection "
                                        "(default 10, as the paper's raters)."),
     ids: Optional[str] = typer.Option(None, help="With --select manual: comma-separated image ids to keep."),
+    rater: str = typer.Option("shipped", help="With --select oracle, which oracles stand in for the person: shipped, "
+                              "space (the space-aware judge, which can say a picture has none of the named styles) "
+                              "or an oracle file."),
     clip_i_weight: float = typer.Option(0.0, help="Extension: add this times CLIP similarity to the reference."),
     rounds: int = typer.Option(1, help="Feedback rounds; each trains a new adapter on the previous one's picks."),
     steps: Optional[int] = typer.Option(None, help="Training steps of each new adapter (default: the base's, up "
@@ -90,6 +93,8 @@ def feedback(
     if rounds < 1:
         fail(f"--rounds must be at least 1, got {rounds}")
     oracles, clip = load_eyes(model, scorer)
+    if oracles is not None and rater != "shipped":
+        oracles = load_oracles(rater)
     if select == "clip" and clip is None:
         fail(NO_SCORER)
     if select == "oracle" and oracles is None:
