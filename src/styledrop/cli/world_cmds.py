@@ -166,7 +166,7 @@ def demo(
     if base is None and not (DEFAULT_BASE / "model_index.json").is_file():
         # no tiny base shipped yet: show what exists, the world and its oracles
         world_cmd(out=out / "world", n=64, style=None, look=None, content=None, split=None, seed=0)
-        oracle_check(n=1000, seed=None, as_json=False)
+        oracle_check(n=1000, seed=None, which="shipped", as_json=False)
         err.print(f"no base model at {DEFAULT_BASE}: run `styledrop pretrain` to build it, then the demo trains "
                   f"a style adapter. World demo done in {time.time() - t:.0f}s; open {out / 'world' / 'grid.png'}")
         return
