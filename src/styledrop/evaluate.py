@@ -204,14 +204,14 @@ def evaluate_style(base, oracles: Oracles | None, adapter, meta: dict, reference
     truth = [(c, ref["style"]) for c, _ in pairs] if ref is not None else None  # real renders of that style
     if truth is not None:
         report |= reference_figures(base.vq, oracles, truth, 6000)
+    seen = second.classify([reference])[0] if second is not None else None  # as the second judge sees it
     for name, theta in (("adapter", adapter), ("base", None)):
         images = style_samples(base, theta, meta.get("style", ""), pairs, cfg, lambda_a, lambda_b)
         report[name] = {k: float(v.mean()) for k, v in style_metrics(scorer, oracles, images, pairs, ref,
                                                                      reference).items()}
         if truth is not None:
             report[name]["fid"] = toy_fid(oracles, images, real_renders(truth, 6000))
-        if second is not None:  # the reference as this judge sees it, as the first one does
-            seen = second.classify([reference])[0]
+        if second is not None:
             report[name]["second"] = {k: float(v.mean()) for k, v in style_metrics(None, second, images, pairs, seen,
                                                                                    reference).items()}
         report.setdefault("images", {})[name] = images

@@ -12,7 +12,7 @@ import typer
 
 from ..io import staged_dir
 from ..muse.sampler import SampleConfig
-from .common import app, err, evaluate_app, fail, jsonl, png_bytes, progress_bar, read_prompts
+from .common import app, err, evaluate_app, fail, jsonl, load_oracles, png_bytes, progress_bar, read_prompts
 
 BASE_HELP = "Base model folder in aMUSEd layout (default: the shipped tiny base)."
 TOKEN_TEMPERATURE_HELP = "Temperature of each token's draw: below 1 sharpens (0.7 draws the clearest objects)."
@@ -41,14 +41,14 @@ SCORER_HELP = ("A local transformers CLIPModel folder (e.g. clip-vit-large-patch
                "preprocessor_config.json) for CLIP-T / CLIP-I (default: the base's clip_scorer/).")
 
 
-def load_eyes(model, scorer: Path | None):
-    """(oracles, CLIP scorer) for measuring ``model``'s pictures: the oracles only on the toy world's base, the
-    scorer from ``--scorer`` or the base's own (None if neither). Says once what is skipped."""
-    from ..oracle import Oracles
+def load_eyes(model, scorer: Path | None, oracles: str = "shipped"):
+    """(oracles, CLIP scorer) for measuring ``model``'s pictures: the ``oracles`` (shipped, space or a file) only on
+    the toy world's base, the scorer from ``--scorer`` or the base's own (None if neither). Says once what is
+    skipped."""
     from ..scorer import resolve
     clip = resolve(model, scorer)
     if model.knows_world:
-        return Oracles.load(), clip
+        return load_oracles(oracles), clip
     scored = f"CLIP-T and CLIP-I by {clip.name}" if clip else "no CLIP scores either (no --scorer given)"
     err.print(f"note: {model.path or 'this base'} is not the toy world's base, so the oracle metrics (style, content, "
               f"leakage) are skipped; {scored}")

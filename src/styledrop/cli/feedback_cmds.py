@@ -22,7 +22,7 @@ from .base_cmds import (
     load_base,
     load_eyes,
 )
-from .common import app, content_prompts, err, fail, jsonl, load_oracles
+from .common import app, content_prompts, err, fail, jsonl
 
 
 @app.command()
@@ -92,9 +92,7 @@ def feedback(
         fail("--select manual needs --ids, e.g. --ids 3,17,40")
     if rounds < 1:
         fail(f"--rounds must be at least 1, got {rounds}")
-    oracles, clip = load_eyes(model, scorer)
-    if oracles is not None and rater != "shipped":
-        oracles = load_oracles(rater)
+    oracles, clip = load_eyes(model, scorer, rater)
     if select == "clip" and clip is None:
         fail(NO_SCORER)
     if select == "oracle" and oracles is None:
